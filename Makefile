@@ -1,0 +1,40 @@
+# jobsite developer commands. `make run` and `make test` are the Quickstart.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+# Development defaults for `make run` only; set them in the environment or .env to override.
+RUN_ENV := DEBUG=$${DEBUG:-1} JOBSITE_API_SECRET=$${JOBSITE_API_SECRET:-dev-secret}
+
+.PHONY: run test lint format migrate worker web clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+run: $(VENV)/.installed
+	@export $(RUN_ENV); \
+	$(PY) manage.py migrate --noinput && \
+	$(PY) manage.py install_demo_pipelines && \
+	{ [ "$$DEBUG" = "0" ] || $(PY) manage.py ensure_demo_superuser; } && \
+	PY=$(PY) PORT=$(PORT) ./scripts/run.sh
+
+test: $(VENV)/.installed
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrate: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+
+clean:
+	rm -rf $(VENV) db.sqlite3* .pytest_cache

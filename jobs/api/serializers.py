@@ -1,0 +1,118 @@
+"""Input and output shapes of the jobs API."""
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..models import Job, JobResult, StageRun
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    """Body of `POST /api/v1/jobs/`."""
+
+    pipeline = serializers.CharField(max_length=100, required=False, help_text="Name of an active pipeline.")
+    workflow_name = serializers.CharField(
+        max_length=100, required=False, write_only=True, help_text="Alias of `pipeline`."
+    )
+    input_data = serializers.JSONField(help_text="A JSON object, validated against the pipeline's input schema.")
+    priority = serializers.IntegerField(min_value=0, max_value=10, default=0)
+    user_id = serializers.UUIDField(required=False, allow_null=True)
+    username = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    action = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    max_attempts = serializers.IntegerField(min_value=1, max_value=20, required=False, allow_null=True)
+    run_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate_input_data(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
+
+    def validate(self, attrs):
+        alias = attrs.pop("workflow_name", None)
+        if "pipeline" not in attrs:
+            if alias is None:
+                raise serializers.ValidationError({"pipeline": ["This field is required."]})
+            attrs["pipeline"] = alias
+        return attrs
+
+
+class StageRunSerializer(serializers.ModelSerializer):
+    attempts = serializers.IntegerField(source="attempt")
+    started = serializers.DateTimeField(source="started_at")
+    finished = serializers.DateTimeField(source="finished_at")
+
+    class Meta:
+        model = StageRun
+        fields = ["name", "status", "attempts", "started", "finished", "duration_ms", "error"]
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    """The light shape used in lists: never input data or results."""
+
+    pipeline = serializers.CharField(source="pipeline.name")
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "pipeline",
+            "status",
+            "priority",
+            "user_id",
+            "username",
+            "action",
+            "attempts",
+            "progress",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "completed_at",
+            "duration_ms",
+            "error_message",
+        ]
+
+
+class JobDetailSerializer(JobSummarySerializer):
+    """Everything about one job."""
+
+    stages = serializers.SerializerMethodField()
+    result_url = serializers.SerializerMethodField()
+
+    class Meta(JobSummarySerializer.Meta):
+        fields = [
+            *JobSummarySerializer.Meta.fields,
+            "input_data",
+            "pipeline_version",
+            "max_attempts",
+            "stages",
+            "result_url",
+            "idempotency_key",
+            "run_at",
+            "locked_by",
+            "heartbeat_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field(StageRunSerializer(many=True))
+    def get_stages(self, job):
+        """The latest run of each stage, in pipeline order."""
+        latest: dict[int, StageRun] = {}
+        for run in job.stage_runs.all():
+            if run.index not in latest or run.attempt >= latest[run.index].attempt:
+                latest[run.index] = run
+        return StageRunSerializer([latest[i] for i in sorted(latest)], many=True).data
+
+    def get_result_url(self, job) -> str | None:
+        if job.status != "completed":
+            return None
+        url = reverse("job-result", kwargs={"pk": job.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request else url
+
+
+class JobResultSerializer(serializers.ModelSerializer):
+    job_id = serializers.UUIDField()
+
+    class Meta:
+        model = JobResult
+        fields = ["job_id", "result", "metadata", "size_bytes", "processing_time_ms", "created_at", "expires_at"]

@@ -1,0 +1,8 @@
+from rest_framework.routers import DefaultRouter
+
+from .views import JobViewSet
+
+router = DefaultRouter(trailing_slash="/?")
+router.register("jobs", JobViewSet, basename="job")
+
+urlpatterns = router.urls

@@ -1,0 +1,137 @@
+"""Jobs, their stage runs and their results: the source of truth for every job."""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SCHEDULED = "scheduled", "Scheduled"
+    QUEUED = "queued", "Queued"
+    PROCESSING = "processing", "Processing"
+    RETRYING = "retrying", "Retrying"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLING = "cancelling", "Cancelling"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# Status groups accepted by the list filter.
+STATUS_GROUPS = {
+    "running": [JobStatus.QUEUED, JobStatus.PROCESSING],
+    "active": [s for s in JobStatus if s not in TERMINAL_STATUSES],
+    "completed": [JobStatus.COMPLETED],
+    "failed": [JobStatus.FAILED],
+    "all": list(JobStatus),
+}
+
+
+class Job(models.Model):
+    """One submission of input to a pipeline, and everything that happened to it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pipeline = models.ForeignKey("pipelines.Pipeline", on_delete=models.PROTECT, related_name="jobs")
+    pipeline_version = models.PositiveIntegerField()
+    pipeline_config = models.JSONField(help_text="The pipeline's config as it was when the job was submitted.")
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    priority = models.PositiveSmallIntegerField(default=0, validators=[MinValueValidator(0), MaxValueValidator(10)])
+    user_id = models.UUIDField(null=True, blank=True, help_text="The user the job is filed under.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=255, blank=True, default="")
+    action = models.CharField(max_length=255, blank=True, default="")
+    input_data = models.JSONField(default=dict)
+    error_message = models.TextField(blank=True, default="")
+    progress = models.FloatField(default=0.0, help_text="Percent of the pipeline done, 0 to 100.")
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    run_at = models.DateTimeField(null=True, blank=True)
+    locked_by = models.CharField(max_length=255, blank=True, default="")
+    locked_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
+            models.Index(fields=["user_id", "-created_at"], name="job_user_created_idx"),
+            models.Index(fields=["-created_at"], name="job_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(priority__lte=10), name="job_priority_0_10"),
+        ]
+
+    def __str__(self):
+        return f"{self.pipeline_id}:{self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class StageRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class StageRun(models.Model):
+    """One attempt at one stage of a job; its output is the stage's checkpoint."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="stage_runs")
+    index = models.PositiveSmallIntegerField(help_text="Position of the stage in the pipeline, from 0.")
+    name = models.CharField(max_length=100)
+    stage_type = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=StageRunStatus.choices, default=StageRunStatus.RUNNING)
+    attempt = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["job", "index", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index", "attempt"], name="stage_run_unique_attempt"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} #{self.attempt} ({self.status})"
+
+
+class JobResult(models.Model):
+    """The final output of a completed job: inline JSON, or a file when large."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, primary_key=True, related_name="result")
+    result = models.JSONField(null=True, blank=True)
+    result_file = models.FileField(upload_to="results/", null=True, blank=True)
+    content_type = models.CharField(max_length=100, default="application/json")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    checksum = models.CharField(max_length=64, blank=True, default="", help_text="SHA-256 of the stored result.")
+    metadata = models.JSONField(default=dict, blank=True)
+    processing_time_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"result of {self.job_id}"
+
+    @property
+    def is_file(self) -> bool:
+        return bool(self.result_file)

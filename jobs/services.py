@@ -1,0 +1,264 @@
+"""Every change of a job's state: submit, enqueue, claim, run, complete, fail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jsonschema
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.utils import timezone
+
+from pipelines.executor import StageFailed, execute_stages
+from pipelines.models import Pipeline
+
+from .models import Job, JobResult, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+class JobSubmitError(ValueError):
+    """The submission is invalid; `errors` maps each field to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    """What a client asks for when it submits a job."""
+
+    pipeline: str
+    input_data: dict
+    priority: int = 0
+    user_id: uuid.UUID | None = None
+    username: str = ""
+    action: str = ""
+    max_attempts: int | None = None
+    run_at: datetime | None = None
+
+
+def worker_id() -> str:
+    """Identify this worker thread in `locked_by`: host, process and thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+def _input_errors(pipeline: Pipeline, input_data: Any) -> list[str]:
+    if not isinstance(input_data, dict):
+        return ["Must be a JSON object."]
+    size = len(json.dumps(input_data, separators=(",", ":")).encode())
+    if size > settings.JOB_INPUT_MAX_BYTES:
+        return [f"Is {size} bytes encoded; the limit is {settings.JOB_INPUT_MAX_BYTES}."]
+    schema = pipeline.config.get("input_schema")
+    if not schema:
+        return []
+    validator = jsonschema.Draft202012Validator(schema)
+    return [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+        for e in sorted(validator.iter_errors(input_data), key=lambda e: list(e.absolute_path))
+    ]
+
+
+def job_validate(*, submission: JobSubmission) -> Pipeline:
+    """Check a submission against its pipeline; return the pipeline or raise JobSubmitError."""
+    pipeline = Pipeline.objects.filter(name=submission.pipeline, is_active=True).first()
+    if pipeline is None:
+        raise JobSubmitError({"pipeline": [f"No active pipeline named {submission.pipeline!r}."]})
+    problems = _input_errors(pipeline, submission.input_data)
+    if problems:
+        raise JobSubmitError({"input_data": problems})
+    return pipeline
+
+
+def job_submit(*, submission: JobSubmission, created_by=None) -> Job:
+    """Create a job and hand it to the broker once the transaction commits.
+
+    The job is `pending` until the broker has its message, then `queued`; a
+    job with a future `run_at` is `scheduled`. If the broker cannot be reached
+    the job stays `pending` and nothing is lost.
+    """
+    pipeline = job_validate(submission=submission)
+    now = timezone.now()
+    scheduled = submission.run_at is not None and submission.run_at > now
+    with transaction.atomic():
+        job = Job.objects.create(
+            pipeline=pipeline,
+            pipeline_version=pipeline.version,
+            pipeline_config=pipeline.config,
+            status=JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
+            priority=submission.priority,
+            user_id=submission.user_id,
+            created_by=created_by,
+            username=submission.username,
+            action=submission.action,
+            input_data=submission.input_data,
+            max_attempts=(
+                submission.max_attempts or pipeline.config.get("max_attempts") or settings.JOB_DEFAULT_MAX_ATTEMPTS
+            ),
+            run_at=submission.run_at,
+        )
+        delay_ms = int((submission.run_at - now).total_seconds() * 1000) if scheduled else None
+        transaction.on_commit(lambda: job_enqueue(job_id=job.id, delay_ms=delay_ms))
+    return job
+
+
+def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
+    """Send a pending or scheduled job to the broker; return whether it was sent.
+
+    The job is marked `queued` before the send so that a fast worker finds it
+    claimable; if the send fails it goes back to where it was, to be re-sent.
+    """
+    from .actors import jobs_run
+
+    previous = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    if previous not in (JobStatus.PENDING, JobStatus.SCHEDULED):
+        return False
+    if previous == JobStatus.PENDING:
+        marked = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+            status=JobStatus.QUEUED, queued_at=timezone.now()
+        )
+        if not marked:
+            return False
+    try:
+        jobs_run.send_with_options(args=(str(job_id),), delay=delay_ms)
+    except Exception:
+        logger.exception("Could not send job %s to the broker; it stays pending.", job_id)
+        if previous == JobStatus.PENDING:
+            Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.PENDING, queued_at=None)
+        return False
+    return True
+
+
+def job_claim(*, job_id: str, worker: str) -> Job | None:
+    """Move a job to `processing` for this worker, if it is claimable.
+
+    A scheduled job whose `run_at` has come is released first. Only a
+    `queued` job is claimed, and only by one worker: the row is locked with
+    SKIP LOCKED where the database supports it, and the update is conditional.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        jobs = Job.objects.filter(pk=job_id)
+        if connection.features.has_select_for_update_skip_locked:
+            jobs = jobs.select_for_update(skip_locked=True)
+        job = jobs.first()
+        if job is None:
+            return None
+        if job.status == JobStatus.SCHEDULED and job.run_at and job.run_at <= now:
+            job.status = JobStatus.QUEUED
+            job.queued_at = now
+        if job.status != JobStatus.QUEUED:
+            return None
+        job.status = JobStatus.PROCESSING
+        job.locked_by = worker
+        job.locked_at = job.heartbeat_at = now
+        job.started_at = job.started_at or now
+        job.attempts += 1
+        job.save(
+            update_fields=[
+                "status",
+                "queued_at",
+                "locked_by",
+                "locked_at",
+                "heartbeat_at",
+                "started_at",
+                "attempts",
+                "updated_at",
+            ]
+        )
+    return job
+
+
+def job_run(*, job_id: str) -> Job | None:
+    """Claim a job, run its stages and record the outcome (the actor's body)."""
+    worker = worker_id()
+    job = job_claim(job_id=job_id, worker=worker)
+    if job is None:
+        logger.info("Job %s is not claimable; message ignored.", job_id)
+        return None
+    logger.info("Job %s claimed by %s (attempt %d).", job.id, worker, job.attempts)
+    try:
+        output = execute_stages(job)
+    except StageFailed as exc:
+        return job_fail(job=job, error=str(exc))
+    except Exception as exc:
+        logger.exception("Job %s crashed outside its stages.", job.id)
+        return job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+    return job_complete(job=job, output=output)
+
+
+def _duration_ms(job: Job, end: datetime) -> int | None:
+    return max(0, round((end - job.started_at).total_seconds() * 1000)) if job.started_at else None
+
+
+def _result_for(job: Job, output: Any, now: datetime) -> JobResult:
+    encoded = json.dumps(output, separators=(",", ":")).encode()
+    result = JobResult(
+        job=job,
+        size_bytes=len(encoded),
+        checksum=hashlib.sha256(encoded).hexdigest(),
+        processing_time_ms=_duration_ms(job, now),
+        metadata={"pipeline": job.pipeline.name, "pipeline_version": job.pipeline_version},
+        expires_at=now + timedelta(days=settings.RESULT_TTL_DAYS),
+    )
+    if len(encoded) > settings.RESULT_INLINE_MAX_BYTES:
+        result.result_file.save(f"{job.id}.json", ContentFile(encoded), save=False)
+    else:
+        result.result = output
+    return result
+
+
+def job_complete(*, job: Job, output: Any) -> Job:
+    """Store the job's result and mark it `completed`, if this worker still holds it."""
+    now = timezone.now()
+    result = _result_for(job, output, now)
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
+            status=JobStatus.COMPLETED,
+            completed_at=now,
+            duration_ms=_duration_ms(job, now),
+            progress=100.0,
+            error_message="",
+            locked_by="",
+            locked_at=None,
+            updated_at=now,
+        )
+        if not updated:
+            logger.warning("Job %s was taken from this worker before it completed; result dropped.", job.pk)
+            if result.result_file:
+                result.result_file.delete(save=False)
+            job.refresh_from_db()
+            return job
+        JobResult.objects.filter(job=job).delete()
+        result.save()
+    job.refresh_from_db()
+    logger.info("Job %s completed in %s ms.", job.pk, job.duration_ms)
+    return job
+
+
+def job_fail(*, job: Job, error: str) -> Job:
+    """Mark the job `failed` with its error, if this worker still holds it."""
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
+        status=JobStatus.FAILED,
+        error_message=error[:10_000],
+        completed_at=now,
+        duration_ms=_duration_ms(job, now),
+        locked_by="",
+        locked_at=None,
+        updated_at=now,
+    )
+    job.refresh_from_db()
+    logger.info("Job %s failed: %s", job.pk, error)
+    return job

@@ -1,0 +1,109 @@
+"""One error shape for every `/api/` response.
+
+`{"error": "<machine_code>", "message": "<sentence>", "details": {...}, "request_id": "<id>"}`
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from .request_id import current_request_id
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """An API error with its own machine code, message and extra details."""
+
+    def __init__(self, *, status_code: int, code: str, message: str, details: dict | None = None):
+        super().__init__(detail=message, code=code)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+_CODES = {
+    exceptions.ValidationError: ("validation_error", "The request is invalid; see details."),
+    exceptions.ParseError: ("malformed_request", None),
+    exceptions.AuthenticationFailed: ("authentication_failed", None),
+    exceptions.NotAuthenticated: ("not_authenticated", None),
+    exceptions.PermissionDenied: ("permission_denied", None),
+    exceptions.NotFound: ("not_found", "Not found."),
+    exceptions.MethodNotAllowed: ("method_not_allowed", None),
+    exceptions.NotAcceptable: ("not_acceptable", None),
+    exceptions.UnsupportedMediaType: ("unsupported_media_type", None),
+    exceptions.Throttled: ("throttled", None),
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    """Build the error envelope for the current request."""
+    return {
+        "error": code,
+        "message": message,
+        "details": details or {},
+        "request_id": current_request_id(),
+    }
+
+
+def exception_handler(exc, context):
+    """DRF exception handler that renders every error in the project's shape."""
+    if isinstance(exc, ApiError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("payload_too_large", "The request body is larger than the server accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+
+    if not isinstance(exc, exceptions.APIException):
+        logger.exception("Unhandled error while serving an API request")
+        return Response(
+            error_body("internal_error", "The server failed to handle the request."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    code, message = "error", None
+    for exc_class in type(exc).__mro__:
+        if exc_class in _CODES:
+            code, message = _CODES[exc_class]
+            break
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    else:
+        details = {}
+        message = message or str(exc.detail)
+
+    response = Response(error_body(code, message, details), status=exc.status_code)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        response["Retry-After"] = str(int(exc.wait))
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        response["WWW-Authenticate"] = auth_header
+    return response
+
+
+def api_not_found(request, exception=None):
+    """JSON 404 for unknown `/api/` paths; Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def api_server_error(request):
+    """JSON 500 for `/api/` paths; Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("internal_error", "The server failed to handle the request."), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from . import health
+
+handler404 = "jobsite.api.errors.api_not_found"
+handler500 = "jobsite.api.errors.api_server_error"
+
+urlpatterns = [
+    path("health", health.liveness, name="health"),
+    path("health/db", health.database, name="health-db"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("jobs.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api-auth/", include("rest_framework.urls")),
+]

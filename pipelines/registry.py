@@ -1,0 +1,100 @@
+"""The stage registry: stage types that pipelines are built from.
+
+A workflow author registers a function as a stage type::
+
+    from pipelines.registry import StageContext, stage
+
+    @stage("shout", params_schema={"type": "object", "properties": {"suffix": {"type": "string"}}})
+    def shout(ctx: StageContext) -> dict:
+        return {"text": str(ctx.previous.get("text", "")).upper() + ctx.params.get("suffix", "!")}
+
+The function receives a :class:`StageContext` and returns JSON-serialisable output,
+which becomes the next stage's `previous`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+EMPTY_PARAMS_SCHEMA: dict = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+class UnknownStageType(LookupError):
+    """No stage type is registered under that name."""
+
+
+@dataclass(frozen=True)
+class StageType:
+    """A registered stage function and the schema its params must satisfy."""
+
+    name: str
+    func: Callable[[StageContext], Any]
+    params_schema: dict
+    description: str
+
+
+@dataclass
+class StageContext:
+    """What a stage function sees of its job.
+
+    `input` is the job's `input_data`; `previous` is the output of the stage
+    before (the job's input for the first stage); `outputs` holds every earlier
+    stage's output by stage name.
+    """
+
+    job_id: str
+    input: dict
+    previous: Any
+    outputs: dict[str, Any]
+    params: dict
+    report_progress: Callable[[float], None] = field(default=lambda fraction: None)
+    is_cancelled: Callable[[], bool] = field(default=lambda: False)
+
+
+_registry: dict[str, StageType] = {}
+
+
+def stage(name: str, *, params_schema: dict | None = None, description: str | None = None):
+    """Register the decorated function as the stage type `name`."""
+    schema = params_schema if params_schema is not None else EMPTY_PARAMS_SCHEMA
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+    def decorator(func: Callable[[StageContext], Any]) -> Callable[[StageContext], Any]:
+        if name in _registry and _registry[name].func is not func:
+            raise ValueError(f"Stage type {name!r} is already registered.")
+        doc = (func.__doc__ or "").strip().splitlines()
+        _registry[name] = StageType(
+            name=name,
+            func=func,
+            params_schema=schema,
+            description=description or (doc[0] if doc else ""),
+        )
+        return func
+
+    return decorator
+
+
+def get_stage_type(name: str) -> StageType:
+    """Return the stage type registered as `name`."""
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownStageType(name) from None
+
+
+def stage_types() -> list[StageType]:
+    """Every registered stage type, by name."""
+    return [_registry[name] for name in sorted(_registry)]
+
+
+def params_errors(stage_type: StageType, params: Any) -> list[str]:
+    """List what is wrong with `params` for `stage_type` (empty when valid)."""
+    validator = jsonschema.Draft202012Validator(stage_type.params_schema)
+    return [
+        f"{'.'.join(str(p) for p in error.absolute_path) or 'params'}: {error.message}"
+        for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    ]

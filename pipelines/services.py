@@ -1,0 +1,96 @@
+"""Writes to pipelines: creation and updates with config validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from django.db import transaction
+
+from .models import Pipeline
+from .registry import UnknownStageType, get_stage_type, params_errors
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline config is invalid; `errors` maps a field path to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
+    """Check a pipeline config and return its errors by field path (empty when valid)."""
+    if not isinstance(config, dict):
+        return {"config": ["Must be an object."]}
+    errors: dict[str, list[str]] = {}
+    schema = config.get("input_schema")
+    if schema is not None:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            errors["config.input_schema"] = [f"Not a valid JSON Schema: {exc.message}"]
+    max_attempts = config.get("max_attempts")
+    if max_attempts is not None and not (isinstance(max_attempts, int) and 1 <= max_attempts <= 20):
+        errors["config.max_attempts"] = ["Must be an integer from 1 to 20."]
+    stages = config.get("stages")
+    if not isinstance(stages, list) or not stages:
+        errors["config.stages"] = ["Must be a non-empty list of stages."]
+        return errors
+    seen: set[str] = set()
+    for i, spec in enumerate(stages):
+        where = f"config.stages[{i}]"
+        if not isinstance(spec, dict):
+            errors[where] = ["Must be an object."]
+            continue
+        name, type_name = spec.get("name"), spec.get("type")
+        if not isinstance(name, str) or not name:
+            errors[f"{where}.name"] = ["Required, a non-empty string."]
+        elif name in seen:
+            errors[f"{where}.name"] = [f"Duplicate stage name {name!r}."]
+        else:
+            seen.add(name)
+        try:
+            stage_type = get_stage_type(type_name)
+        except (UnknownStageType, TypeError):
+            errors[f"{where}.type"] = [f"Unknown stage type {type_name!r}."]
+            continue
+        problems = params_errors(stage_type, spec.get("params", {}))
+        if problems:
+            errors[f"{where}.params"] = problems
+        for key, low, high in (("retries", 0, 10), ("timeout_s", 1, 86400)):
+            value = spec.get(key)
+            if value is not None and not (isinstance(value, int) and low <= value <= high):
+                errors[f"{where}.{key}"] = [f"Must be an integer from {low} to {high}."]
+    return errors
+
+
+@transaction.atomic
+def pipeline_create(*, name: str, config: dict, description: str = "", created_by=None) -> Pipeline:
+    """Create a pipeline after validating its config."""
+    errors = pipeline_config_errors(config)
+    if errors:
+        raise PipelineConfigError(errors)
+    return Pipeline.objects.create(name=name, description=description, config=config, created_by=created_by)
+
+
+@transaction.atomic
+def pipeline_ensure(*, name: str, config: dict, description: str = "") -> tuple[Pipeline, str]:
+    """Create the pipeline or bring it to `config`; return it and what was done.
+
+    The outcome is "created", "updated" (config changed, version bumped) or
+    "unchanged". Used to install the built-in demo pipelines idempotently.
+    """
+    errors = pipeline_config_errors(config)
+    if errors:
+        raise PipelineConfigError(errors)
+    pipeline = Pipeline.objects.select_for_update().filter(name=name).first()
+    if pipeline is None:
+        return Pipeline.objects.create(name=name, description=description, config=config), "created"
+    if pipeline.config == config and pipeline.description == description and pipeline.is_active:
+        return pipeline, "unchanged"
+    if pipeline.config != config:
+        pipeline.version += 1
+    pipeline.config, pipeline.description, pipeline.is_active = config, description, True
+    pipeline.save(update_fields=["config", "description", "is_active", "version", "updated_at"])
+    return pipeline, "updated"

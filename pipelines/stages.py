@@ -1,0 +1,194 @@
+"""Built-in stage types."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from collections import Counter
+from html.parser import HTMLParser
+
+from .registry import StageContext, stage
+
+
+class StageCancelled(Exception):
+    """Raised by a stage that noticed its job is being cancelled."""
+
+
+def _wait(ctx: StageContext, seconds: float) -> None:
+    """Sleep in short steps, reporting progress and honouring cancellation."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if ctx.is_cancelled():
+            raise StageCancelled()
+        time.sleep(min(0.1, remaining))
+        if seconds:
+            ctx.report_progress(min(1.0, 1 - max(0.0, deadline - time.monotonic()) / seconds))
+
+
+@stage("echo")
+def echo(ctx: StageContext):
+    """Pass the previous output (or the job's input) on unchanged."""
+    return ctx.previous
+
+
+@stage(
+    "sleep",
+    params_schema={
+        "type": "object",
+        "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 3600}},
+        "required": ["seconds"],
+        "additionalProperties": False,
+    },
+)
+def sleep(ctx: StageContext):
+    """Wait `seconds`, then pass the previous output on."""
+    _wait(ctx, float(ctx.params["seconds"]))
+    return ctx.previous
+
+
+@stage(
+    "sample_task",
+    params_schema={
+        "type": "object",
+        "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 60}},
+        "additionalProperties": False,
+    },
+)
+def sample_task(ctx: StageContext):
+    """Simulate work for `seconds` (default 0.2) and describe the input it got."""
+    started = time.monotonic()
+    _wait(ctx, float(ctx.params.get("seconds", 0.2)))
+    data = ctx.previous if isinstance(ctx.previous, dict) else {"value": ctx.previous}
+    return {
+        "processed": True,
+        "input_keys": sorted(data),
+        "input": data,
+        "elapsed_ms": round((time.monotonic() - started) * 1000),
+    }
+
+
+class _TextExtractor(HTMLParser):
+    _SKIP = {"script", "style", "noscript", "template", "head"}
+    _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "title"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self._SKIP:
+            self.skipping += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in self._SKIP and self.skipping:
+            self.skipping -= 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def clean_text(raw: str) -> str:
+    """Turn HTML or plain text into readable text with normalised whitespace."""
+    if re.search(r"<[a-zA-Z!/][^>]*>", raw):
+        parser = _TextExtractor()
+        parser.feed(raw)
+        parser.close()
+        raw = "".join(parser.parts)
+    raw = html.unescape(raw)
+    lines = (re.sub(r"[ \t\r\f\v\u00a0]+", " ", line).strip() for line in raw.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+@stage(
+    "extract_text",
+    params_schema={
+        "type": "object",
+        "properties": {"field": {"type": "string", "minLength": 1}},
+        "additionalProperties": False,
+    },
+)
+def extract_text(ctx: StageContext):
+    """Extract clean text from HTML or plain text in the previous output."""
+    source = ctx.previous
+    if isinstance(source, dict):
+        name = ctx.params.get("field") or next((k for k in ("html", "text", "body", "content") if k in source), None)
+        if name is None or name not in source:
+            raise ValueError(f"extract_text: no {name or 'html/text/body/content'!r} field in its input.")
+        source = source[name]
+    if not isinstance(source, str):
+        raise ValueError("extract_text: the text to extract from must be a string.")
+    text = clean_text(source)
+    return {"text": text, "characters": len(text)}
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*", re.UNICODE)
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her here
+    hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
+    off on once only or other our ours ourselves out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up very was we were what
+    when where which while who whom why will with would you your yours yourself yourselves""".split()
+)
+
+
+@stage(
+    "text_stats",
+    params_schema={
+        "type": "object",
+        "properties": {"top": {"type": "integer", "minimum": 1, "maximum": 100}},
+        "additionalProperties": False,
+    },
+)
+def text_stats(ctx: StageContext):
+    """Count words and sentences, list the top terms and score the text's quality."""
+    source = ctx.previous
+    text = source.get("text") if isinstance(source, dict) else source
+    if not isinstance(text, str):
+        raise ValueError("text_stats: expects a 'text' string from the previous stage.")
+    words = [w.lower() for w in _WORD.findall(text)]
+    sentences = [s for s in _SENTENCE_END.split(text) if _WORD.search(s)]
+    terms = Counter(w for w in words if w not in STOP_WORDS and len(w) > 1)
+    word_count = len(words)
+    unique = len(set(words))
+    sentence_count = max(len(sentences), 1 if word_count else 0)
+    avg_sentence = word_count / sentence_count if sentence_count else 0.0
+    diversity = unique / word_count if word_count else 0.0
+    return {
+        "words": word_count,
+        "unique_words": unique,
+        "sentences": sentence_count,
+        "characters": len(text),
+        "average_word_length": round(sum(map(len, words)) / word_count, 2) if word_count else 0.0,
+        "average_sentence_length": round(avg_sentence, 2),
+        "lexical_diversity": round(diversity, 3),
+        "top_terms": [{"term": t, "count": c} for t, c in terms.most_common(ctx.params.get("top", 10))],
+        "quality_score": quality_score(word_count, diversity, avg_sentence),
+    }
+
+
+def quality_score(word_count: int, diversity: float, avg_sentence: float) -> float:
+    """Score text from 0 to 1: enough words, varied vocabulary, readable sentences.
+
+    Length saturates at 300 words; diversity is best around 0.4-0.8 (lower is
+    repetitive); sentences read best at 8-25 words.
+    """
+    if not word_count:
+        return 0.0
+    length = min(word_count / 300, 1.0)
+    variety = min(diversity / 0.4, 1.0) if diversity < 0.8 else 1.0
+    if 8 <= avg_sentence <= 25:
+        readability = 1.0
+    elif avg_sentence < 8:
+        readability = avg_sentence / 8
+    else:
+        readability = max(0.0, 1 - (avg_sentence - 25) / 50)
+    return round(0.3 * length + 0.35 * variety + 0.35 * readability, 3)
