@@ -6,6 +6,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -62,6 +63,13 @@ def exception_handler(exc, context):
         return Response(
             error_body("payload_too_large", "The request body is larger than the server accepts."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+
+    elif isinstance(exc, DatabaseError):
+        logger.exception("Database error while serving an API request")
+        return Response(
+            error_body("service_unavailable", "The database is unavailable; try again shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
 
     if not isinstance(exc, exceptions.APIException):
