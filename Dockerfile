@@ -1,0 +1,24 @@
+# jobsite: one image for the web server and the worker.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends curl procps \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 1000 jobsite
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+# collectstatic needs a key to import settings; it is not used at run time.
+RUN SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 python manage.py collectstatic --noinput \
+ && mkdir -p /app/media && chown -R jobsite /app/media
+
+USER jobsite
+EXPOSE 8000
+CMD ["gunicorn", "jobsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]
