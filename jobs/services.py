@@ -121,7 +121,7 @@ def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
     """
     from .actors import jobs_run
 
-    previous = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+    previous, priority = Job.objects.filter(pk=job_id).values_list("status", "priority").first() or (None, 0)
     if previous not in (JobStatus.PENDING, JobStatus.SCHEDULED):
         return False
     if previous == JobStatus.PENDING:
@@ -131,7 +131,7 @@ def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
         if not marked:
             return False
     try:
-        jobs_run.send_with_options(args=(str(job_id),), delay=delay_ms)
+        jobs_run.send_with_options(args=(str(job_id),), delay=delay_ms, priority=priority)
     except Exception:
         logger.exception("Could not send job %s to the broker; it stays pending.", job_id)
         if previous == JobStatus.PENDING:

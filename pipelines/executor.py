@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 from typing import Any
 
@@ -37,6 +38,7 @@ def execute_stages(job: Job) -> Any:
     recorded as failed and :class:`StageFailed` is raised.
     """
     stages = job.pipeline_config.get("stages", [])
+    progress = _Progress(job, len(stages))
     outputs: dict[str, Any] = {}
     previous: Any = job.input_data
     for index, spec in enumerate(stages):
@@ -54,7 +56,7 @@ def execute_stages(job: Job) -> Any:
             previous=previous,
             outputs=dict(outputs),
             params=spec.get("params") or {},
-            report_progress=lambda fraction, i=index: _report_progress(job, i, len(stages), fraction),
+            report_progress=progress.stage_reporter(index),
         )
         try:
             output = get_stage_type(spec["type"]).func(context)
@@ -69,7 +71,7 @@ def execute_stages(job: Job) -> Any:
         run.output = output
         _finish(run)
         outputs[spec["name"]] = previous = output
-        _report_progress(job, index + 1, len(stages), 0.0)
+        progress.save(index + 1, 0.0, force=True)
     return previous
 
 
@@ -79,6 +81,26 @@ def _finish(run: StageRun) -> None:
     run.save(update_fields=["status", "output", "error", "traceback", "finished_at", "duration_ms"])
 
 
-def _report_progress(job: Job, stages_done: int, total: int, fraction: float) -> None:
-    percent = round(100 * (stages_done + max(0.0, min(fraction, 1.0))) / max(total, 1), 1)
-    Job.objects.filter(pk=job.pk).update(progress=percent)
+class _Progress:
+    """Writes a job's progress: stages done out of total, plus the running stage's own fraction.
+
+    A stage may report often; its reports are written at most twice a second.
+    """
+
+    MIN_INTERVAL = 0.5
+
+    def __init__(self, job: Job, total: int):
+        self.job = job
+        self.total = max(total, 1)
+        self.last_write = 0.0
+
+    def stage_reporter(self, index: int):
+        return lambda fraction: self.save(index, fraction)
+
+    def save(self, stages_done: int, fraction: float, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_write < self.MIN_INTERVAL:
+            return
+        self.last_write = now
+        percent = round(100 * (stages_done + max(0.0, min(float(fraction), 1.0))) / self.total, 1)
+        Job.objects.filter(pk=self.job.pk).update(progress=percent)

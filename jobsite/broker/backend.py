@@ -7,8 +7,9 @@ PostgreSQL (`SELECT ... FOR UPDATE SKIP LOCKED`).
 
 Delivery is at least once. A consumer leases the rows it fetches and renews the
 lease while their messages are in flight; rows whose lease ran out (their
-consumer died) return to the queue. Delayed messages wait in their own queue
-until `available_at`, so no worker holds them in memory.
+consumer died) return to the queue. Delayed messages wait in the table until
+`available_at`, so no worker holds them in memory. A message's `priority` option
+(higher first) orders delivery within a queue.
 
 This module must not import models at import time: django-dramatiq builds the
 broker while the app registry is still loading.
@@ -108,6 +109,7 @@ class DatabaseBroker(Broker):
                 message_id=message.message_id,
                 queue_name=queue_name,
                 actor_name=message.actor_name,
+                priority=int(message.options.get("priority") or 0),
                 body=message.encode(),
                 available_at=available_at,
             )
@@ -281,10 +283,14 @@ class _DatabaseConsumer(Consumer):
         from .models import BrokerMessage
 
         now = timezone.now()
+        ready = self.broker.messages.filter(
+            queue_name=self.queue_name, state=BrokerMessage.State.READY, available_at__lte=now
+        )
+        # An idle poll is one plain read: no transaction, and on SQLite no write lock.
+        if not ready.exists():
+            return []
         with transaction.atomic(using=self.broker.database):
-            candidates = self.broker.messages.filter(
-                queue_name=self.queue_name, state=BrokerMessage.State.READY, available_at__lte=now
-            ).order_by("available_at", "id")
+            candidates = ready.order_by("-priority", "available_at", "id")
             if connections[self.broker.database].features.has_select_for_update_skip_locked:
                 candidates = candidates.select_for_update(skip_locked=True)
             rows = list(candidates.values_list("id", "body")[:limit])

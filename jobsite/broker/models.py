@@ -21,6 +21,7 @@ class BrokerMessage(models.Model):
     queue_name = models.CharField(max_length=255)
     actor_name = models.CharField(max_length=255)
     state = models.CharField(max_length=16, choices=State.choices, default=State.READY)
+    priority = models.SmallIntegerField(default=0, help_text="Higher is delivered first (the `priority` option).")
     body = models.BinaryField()
     available_at = models.DateTimeField(help_text="Not delivered before this time (delayed messages).")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -32,7 +33,7 @@ class BrokerMessage(models.Model):
     class Meta:
         db_table = "broker_message"
         indexes = [
-            models.Index(fields=["queue_name", "state", "available_at"], name="broker_msg_fetch_idx"),
+            models.Index(fields=["queue_name", "state", "-priority", "available_at"], name="broker_msg_fetch_idx"),
             models.Index(fields=["state", "lease_expires_at"], name="broker_msg_lease_idx"),
         ]
 

@@ -217,3 +217,13 @@ def test_two_consumers_never_receive_the_same_message(kit):
     assert len(everything) == len(set(everything)), "a message was delivered to both consumers"
     assert set(everything) == sent
     assert received[0] and received[1], "both consumers should have taken part"
+
+
+def test_database_broker_delivers_higher_priority_first(transactional_db):
+    broker = BrokerKit("db").new()
+    for n, priority in enumerate([0, 5, 10, 5]):
+        message = _message(n)
+        broker.enqueue(message.copy(options={"priority": priority}))
+
+    received = _drain(broker.consume(QUEUE, prefetch=10, timeout=200), 4)
+    assert [m.args[0] for m in received] == [2, 1, 3, 0]
