@@ -10,6 +10,8 @@ import uuid
 
 import dramatiq
 import pytest
+from django.db import connection
+from django_dramatiq.middleware import DbConnectionsMiddleware
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
 from dramatiq.middleware import AgeLimit, Callbacks, Retries, TimeLimit
@@ -23,7 +25,7 @@ QUEUE = "suite"
 
 
 def _middleware():
-    return [AgeLimit(), TimeLimit(), Callbacks(), Retries()]
+    return [AgeLimit(), TimeLimit(), Callbacks(), Retries(), DbConnectionsMiddleware()]
 
 
 class BrokerKit:
@@ -206,6 +208,7 @@ def test_two_consumers_never_receive_the_same_message(kit):
             consumer.ack(message)
             idle_since = time.monotonic()
         consumer.close()
+        connection.close()
 
     threads = [threading.Thread(target=consume, args=(slot,)) for slot in (0, 1)]
     for thread in threads:
