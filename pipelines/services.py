@@ -19,6 +19,10 @@ class PipelineConfigError(ValueError):
         self.errors = errors
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
     """Check a pipeline config and return its errors by field path (empty when valid)."""
     if not isinstance(config, dict):
@@ -31,7 +35,7 @@ def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
         except jsonschema.SchemaError as exc:
             errors["config.input_schema"] = [f"Not a valid JSON Schema: {exc.message}"]
     max_attempts = config.get("max_attempts")
-    if max_attempts is not None and not (isinstance(max_attempts, int) and 1 <= max_attempts <= 20):
+    if max_attempts is not None and not (_is_int(max_attempts) and 1 <= max_attempts <= 20):
         errors["config.max_attempts"] = ["Must be an integer from 1 to 20."]
     stages = config.get("stages")
     if not isinstance(stages, list) or not stages:
@@ -60,7 +64,7 @@ def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
             errors[f"{where}.params"] = problems
         for key, low, high in (("retries", 0, 10), ("timeout_s", 1, 86400)):
             value = spec.get(key)
-            if value is not None and not (isinstance(value, int) and low <= value <= high):
+            if value is not None and not (_is_int(value) and low <= value <= high):
                 errors[f"{where}.{key}"] = [f"Must be an integer from {low} to {high}."]
     return errors
 

@@ -97,11 +97,12 @@ class _TextExtractor(HTMLParser):
 def clean_text(raw: str) -> str:
     """Turn HTML or plain text into readable text with normalised whitespace."""
     if re.search(r"<[a-zA-Z!/][^>]*>", raw):
-        parser = _TextExtractor()
+        parser = _TextExtractor()  # decodes entities itself
         parser.feed(raw)
         parser.close()
         raw = "".join(parser.parts)
-    raw = html.unescape(raw)
+    else:
+        raw = html.unescape(raw)
     lines = (re.sub(r"[ \t\r\f\v\u00a0]+", " ", line).strip() for line in raw.split("\n"))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 

@@ -34,3 +34,4 @@ STORAGES = {
 }
 MEDIA_ROOT = tempfile.mkdtemp(prefix="jobsite-test-media-")
 DB_BROKER_POLL_INTERVAL_MS = 50
+STATIC_ROOT = tempfile.mkdtemp(prefix="jobsite-test-static-")

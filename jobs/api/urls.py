@@ -2,7 +2,7 @@ from rest_framework.routers import DefaultRouter
 
 from .views import JobViewSet
 
-router = DefaultRouter(trailing_slash="/?")
+router = DefaultRouter()
 router.register("jobs", JobViewSet, basename="job")
 
 urlpatterns = router.urls

@@ -5,8 +5,8 @@ import json
 from datetime import timedelta
 
 import pytest
-from dramatiq import Message
 from django.utils import timezone
+from dramatiq import Message
 
 from jobs import actors
 from jobs.models import Job, JobResult, JobStatus, StageRun, StageRunStatus
@@ -87,7 +87,7 @@ def test_job_submit_queues_the_job_and_sends_it_to_the_broker_after_commit(
     demo_pipelines, stub_broker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        job = job_submit(submission=JobSubmission(pipeline="text-analysis", input_data={"text": "Hi."}))
+        job = job_submit(submission=JobSubmission(pipeline="text-analysis", input_data={"text": "Hi."}, priority=7))
         assert stub_broker.queues["jobs"].qsize() == 0
 
     job.refresh_from_db()
@@ -98,6 +98,7 @@ def test_job_submit_queues_the_job_and_sends_it_to_the_broker_after_commit(
     (message,) = queued_messages(stub_broker, "jobs")
     assert message.actor_name == "jobs_run"
     assert list(message.args) == [str(job.id)]
+    assert message.options["priority"] == 7
 
 
 @pytest.mark.parametrize("name", ["no-such-pipeline", "retired"])
@@ -439,14 +440,16 @@ def test_a_result_larger_than_the_inline_limit_is_stored_as_a_file(db, settings)
 
     assert job.status == JobStatus.COMPLETED
     result = JobResult.objects.get(job=job)
-    encoded = json.dumps(output, separators=(",", ":")).encode()
     assert result.is_file
     assert result.result is None
-    assert result.size_bytes == len(encoded)
-    assert result.checksum == hashlib.sha256(encoded).hexdigest()
-    assert result.content_type == "application/json"
     with result.result_file.open("rb") as stored:
-        assert stored.read() == encoded
+        content = stored.read()
+    # Compact JSON of the output (key order is the database's: PostgreSQL's jsonb reorders keys).
+    assert json.loads(content) == output
+    assert content == json.dumps(json.loads(content), separators=(",", ":")).encode()
+    assert result.size_bytes == len(content) == len(json.dumps(output, separators=(",", ":")).encode())
+    assert result.checksum == hashlib.sha256(content).hexdigest()
+    assert result.content_type == "application/json"
 
 
 def test_a_result_exactly_at_the_inline_limit_is_stored_inline(db, settings):

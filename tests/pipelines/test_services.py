@@ -104,10 +104,6 @@ def test_max_attempts_out_of_range_is_reported(max_attempts):
     assert list(errors) == ["config.max_attempts"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bool is a subclass of int, so JSON true passes the 1..20 integer check for max_attempts",
-)
 def test_boolean_max_attempts_is_reported():
     assert list(pipeline_config_errors(config_with(max_attempts=True))) == ["config.max_attempts"]
 

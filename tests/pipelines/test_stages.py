@@ -52,11 +52,6 @@ def test_extract_text_unescapes_entities():
     assert text == "Fish & chips <3 café €5"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clean_text decodes entities twice (HTMLParser convert_charrefs=True, then html.unescape): "
-    "'&amp;lt;' becomes '<' instead of '&lt;'",
-)
 def test_extract_text_decodes_entities_only_once():
     text = extract_text(make_context({"html": "<p>Write &amp;lt;b&amp;gt; for bold</p>"}))["text"]
 
