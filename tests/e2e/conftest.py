@@ -47,6 +47,7 @@ def child_env(**overrides) -> dict:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DB_BROKER_POLL_INTERVAL_MS="50",
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        STATIC_ROOT=str(settings.STATIC_ROOT),
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)
@@ -59,9 +60,9 @@ def wait_until_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) ->
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
+            if requests.get(url + "/health", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.1)
     raise RuntimeError("server did not become healthy")
