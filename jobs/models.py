@@ -73,6 +73,11 @@ class Job(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="job_priority_0_10"),
         ]
+        permissions = [
+            ("view_all_jobs", "Can view every user's jobs"),
+            ("cancel_job", "Can cancel jobs"),
+            ("retry_job", "Can retry jobs"),
+        ]
 
     def __str__(self):
         return f"{self.pipeline_id}:{self.id} ({self.status})"

@@ -8,8 +8,8 @@ from .models import Job
 
 
 def can_see_all_jobs(user) -> bool:
-    """The service principal and staff see every job; other users only their own."""
-    return is_service(user) or bool(getattr(user, "is_staff", False))
+    """The service principal and holders of `jobs.view_all_jobs` (operators) see every job."""
+    return is_service(user) or user.has_perm("jobs.view_all_jobs")
 
 
 def job_list(*, user) -> QuerySet[Job]:

@@ -11,7 +11,7 @@ urlpatterns = [
     path("health", health.liveness, name="health"),
     path("health/db", health.database, name="health-db"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("jobs.api.urls")),
+    path("api/v1/", include("jobsite.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

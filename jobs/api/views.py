@@ -2,23 +2,30 @@
 
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
+from jobsite.api.views import GenericViewSet
 
 from .. import selectors, services
 from ..models import JobStatus
 from .serializers import JobDetailSerializer, JobResultSerializer, JobSubmitSerializer, JobSummarySerializer
 
 
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
     """Submit jobs, list and follow them, fetch their results."""
 
     serializer_class = JobSummarySerializer
+    operation_permissions = {
+        "list": "jobs.view_job",
+        "retrieve": "jobs.view_job",
+        "result": "jobs.view_job",
+        "create": "jobs.add_job",
+    }
 
     def get_queryset(self):
         if self.action == "list":

@@ -1,9 +1,16 @@
-"""The shared-secret service principal (`X-API-Secret`)."""
+"""Who is calling: the service principal, API keys (JWT and sessions come from DRF/simplejwt)."""
 
 import hmac
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import authentication, exceptions
+
+# A key's `last_used_at` is written at most this often, not on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+# No credential of ours is longer; anything longer is refused before it is looked at.
+MAX_CREDENTIAL_LENGTH = 512
 
 
 class ServicePrincipal:
@@ -54,3 +61,43 @@ class ApiSecretAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.header
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """Authenticate `Authorization: Api-Key <key>` or `X-API-Key: <key>`.
+
+    `request.auth` is the `ApiKey`, whose scopes the permission checks apply.
+    """
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        key = self._key_from(request)
+        if key is None:
+            return None
+        from accounts.models import ApiKey
+
+        if not key or len(key) > MAX_CREDENTIAL_LENGTH or "." not in key:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        try:
+            api_key = ApiKey.objects.get_from_key(key)
+        except ApiKey.DoesNotExist:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
+        if api_key.has_expired:
+            raise exceptions.AuthenticationFailed("The API key has expired.")
+        if not api_key.user.is_active:
+            raise exceptions.AuthenticationFailed("The API key's user is inactive.")
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        return (api_key.user, api_key)
+
+    def _key_from(self, request):
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme == self.keyword:
+            return value.strip()
+        return request.headers.get("X-API-Key")
+
+    def authenticate_header(self, request):
+        return self.keyword

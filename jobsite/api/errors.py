@@ -86,6 +86,10 @@ def exception_handler(exc, context):
             break
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    elif isinstance(exc.detail, dict):
+        # simplejwt puts its message under "detail", beside a code and sub-messages.
+        message = str(exc.detail.get("detail", message or code))
+        details = {k: v for k, v in exc.detail.items() if k not in ("detail", "code")}
     else:
         details = {}
         message = message or str(exc.detail)

@@ -30,17 +30,41 @@ class RequestIdMiddleware:
         supplied = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
         request.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        # Not reset when the response leaves: Django logs 4xx/5xx responses after
+        # the middleware chain returns, and those lines must carry the id too.
+        # The next request served in this thread or task sets its own.
+        request_id_var.set(request_id)
+        response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
 
+def _install_record_factory() -> None:
+    """Stamp every log record with the current request id when it is created,
+    so that any handler or formatter (not just ours) sees it."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "adds_request_id", False):
+        return
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    factory.adds_request_id = True
+    logging.setLogRecordFactory(factory)
+
+
 class RequestIdLogFilter(logging.Filter):
-    """Add `request_id` to every log record."""
+    """Make sure every record has `request_id` (used by the LOGGING formatters).
+
+    Configuring it also installs a record factory that stamps the id on every
+    record at creation.
+    """
+
+    def __init__(self, name=""):
+        super().__init__(name)
+        _install_record_factory()
 
     def filter(self, record):
         if not hasattr(record, "request_id"):

@@ -1,0 +1,35 @@
+"""The roles jobsite ships with: Django groups and the permissions each one holds."""
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    "submitter": ["jobs.add_job", "jobs.view_job"],
+    "operator": [
+        "jobs.add_job",
+        "jobs.view_job",
+        "jobs.view_all_jobs",
+        "jobs.cancel_job",
+        "jobs.retry_job",
+        "pipelines.view_pipeline",
+        "pipelines.add_pipeline",
+        "pipelines.change_pipeline",
+        "pipelines.delete_pipeline",
+    ],
+    # Gains audit.view_auditlog when the audit app is installed.
+    "auditor": [],
+}
+
+
+def sync_role_permissions(apps, roles: dict[str, list[str]]) -> None:
+    """Create the groups and grant them their permissions (used by data migrations)."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for role, perms in roles.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            group.permissions.add(permission_model.objects.get(content_type__app_label=app_label, codename=codename))

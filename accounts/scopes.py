@@ -1,0 +1,22 @@
+"""API-key scopes: operation names and the Django permissions each one covers."""
+
+SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "jobs:create": frozenset({"jobs.add_job"}),
+    "jobs:read": frozenset({"jobs.view_job", "jobs.view_all_jobs"}),
+    "jobs:cancel": frozenset({"jobs.cancel_job"}),
+    "jobs:retry": frozenset({"jobs.retry_job"}),
+    "pipelines:write": frozenset({"pipelines.add_pipeline", "pipelines.change_pipeline", "pipelines.delete_pipeline"}),
+    "webhooks:manage": frozenset(
+        {"webhooks.add_subscription", "webhooks.change_subscription", "webhooks.delete_subscription"}
+    ),
+    "audit:read": frozenset({"audit.view_auditlog"}),
+}
+
+SCOPES = tuple(SCOPE_PERMISSIONS)
+
+
+def scopes_allow(scopes: list[str] | None, perm: str) -> bool:
+    """Tell whether a key with these scopes may use permission `perm` (no scopes = no limit)."""
+    if not scopes:
+        return True
+    return any(perm in SCOPE_PERMISSIONS.get(scope, ()) for scope in scopes)

@@ -1,0 +1,42 @@
+"""Writes to accounts: API keys."""
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiKey
+from .scopes import SCOPES
+
+
+class ApiKeyError(ValueError):
+    """The API key request is invalid; `errors` maps each field to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def api_key_create(*, user, name: str, scopes: list[str] | None = None, expires_at: datetime | None = None):
+    """Create an API key for `user`; return the key row and the full key, which is never stored."""
+    scopes = list(dict.fromkeys(scopes or []))
+    errors: dict[str, list[str]] = {}
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        errors["scopes"] = [f"Unknown scope(s) {', '.join(unknown)}; valid scopes: {', '.join(SCOPES)}."]
+    if expires_at is not None and expires_at <= timezone.now():
+        errors["expires_at"] = ["Must be in the future."]
+    if not name or len(name) > 50:
+        errors["name"] = ["Required, at most 50 characters."]
+    if errors:
+        raise ApiKeyError(errors)
+    with transaction.atomic():
+        return ApiKey.objects.create_key(user=user, name=name, scopes=scopes, expiry_date=expires_at)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key for good; revoking a revoked key changes nothing."""
+    if not api_key.revoked:
+        api_key.revoked = True
+        api_key.save(update_fields=["revoked"])
+    return api_key

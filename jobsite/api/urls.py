@@ -1,0 +1,17 @@
+"""Every `/api/v1/` route, on one router so the API root lists them all."""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from accounts.api.views import ApiKeyViewSet, LoginView, RefreshView
+from jobs.api.views import JobViewSet
+
+router = DefaultRouter()
+router.register("auth/api-keys", ApiKeyViewSet, basename="api-key")
+router.register("jobs", JobViewSet, basename="job")
+
+urlpatterns = [
+    path("auth/login/", LoginView.as_view(), name="auth-login"),
+    path("auth/refresh/", RefreshView.as_view(), name="auth-refresh"),
+    *router.urls,
+]
