@@ -1,18 +1,56 @@
-"""Shared fixtures: API clients, pipelines, real-service switches."""
+"""Shared fixtures: API clients, pipelines, real-service switches, the run's log scan."""
+
+import logging
 
 import dramatiq
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import Group, Permission
 from rest_framework.test import APIClient
 
+from accounts.roles import ROLE_PERMISSIONS
 from pipelines.demo import DEMO_PIPELINES
 from pipelines.services import pipeline_ensure
+from tests import credentials
 from tests.factories import UserFactory
 
 
+class LogCapture(logging.Handler):
+    """Keeps every formatted log line of the run, exceptions included."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a broken record must not break the run
+            self.handleError(record)
+
+
+RUN_LOG = LogCapture()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if any secret handed out by a test appears in any log line."""
+    logging.getLogger().removeHandler(RUN_LOG)
+    secrets = credentials.SECRETS | {settings.JOBSITE_API_SECRET}
+    leaked = sorted({secret[:12] + "…" for secret in secrets for line in RUN_LOG.lines if secret in line})
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaked:
+        if reporter:
+            reporter.write_line(f"SECRETS LEAKED INTO LOGS: {', '.join(leaked)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif reporter:
+        reporter.write_line(f"log scan: {len(RUN_LOG.lines)} log lines checked for {len(secrets)} secrets, none found")
+
+
 def pytest_sessionstart(session):
-    """Refuse to run without the services CI requires, instead of skipping their tests."""
+    """Capture the run's logs; refuse to run without the services CI requires."""
+    logging.getLogger().addHandler(RUN_LOG)
     required = settings.TEST_REQUIRE_SERVICES
     if "postgres" in required and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         raise pytest.UsageError("TEST_REQUIRE_SERVICES names postgres but DATABASE_URL is not PostgreSQL.")
@@ -52,19 +90,41 @@ def stub_broker():
     broker.flush_all()
 
 
+def grant_role(user, role: str):
+    """Put `user` in the role's group, creating the group as the data migration does.
+
+    Transactional tests flush the groups the migration made, so tests make sure here.
+    """
+    group, _ = Group.objects.get_or_create(name=role)
+    group.permissions.set(
+        Permission.objects.get(content_type__app_label=perm.split(".")[0], codename=perm.split(".")[1])
+        for perm in ROLE_PERMISSIONS[role]
+    )
+    user.groups.add(group)
+    return user
+
+
 @pytest.fixture
 def user(db):
-    return UserFactory(username="alice")
+    """A submitter: may create jobs and read their own."""
+    return grant_role(UserFactory(username="alice"), "submitter")
 
 
 @pytest.fixture
 def other_user(db):
-    return UserFactory(username="bob")
+    return grant_role(UserFactory(username="bob"), "submitter")
 
 
 @pytest.fixture
-def staff_user(db):
-    return UserFactory(username="operator", is_staff=True)
+def operator_user(db):
+    """An operator: reads, cancels and retries every job, manages pipelines."""
+    return grant_role(UserFactory(username="operator"), "operator")
+
+
+@pytest.fixture
+def no_role_user(db):
+    """A user in no group: authenticated, allowed nothing."""
+    return UserFactory(username="nobody")
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from jobs.models import Job, JobResult, JobStatus, StageRun, StageRunStatus
 from jobs.services import job_run
-from tests.factories import JobFactory, PipelineFactory
+from tests.conftest import grant_role
+from tests.factories import JobFactory, PipelineFactory, UserFactory
 
 JOBS_URL = "/api/v1/jobs/"
 REQUEST_ID = "test-request-0042"
@@ -342,13 +343,22 @@ def test_session_user_cannot_widen_the_list_with_a_user_id_filter(user_client, u
     assert body["count"] == 0
 
 
-def test_staff_user_lists_every_job(staff_user, user, db):
+def test_operator_lists_every_job(operator_user, user, db):
     JobFactory(user_id=user.pk)
     JobFactory(user_id=None)
     client = APIClient()
-    client.force_login(staff_user)
+    client.force_login(operator_user)
 
     assert get(client, JOBS_URL).json()["count"] == 2
+
+
+def test_staff_flag_alone_does_not_reveal_other_users_jobs(user, db):
+    JobFactory(user_id=user.pk)
+    staff = grant_role(UserFactory(username="staffer", is_staff=True), "submitter")
+    client = APIClient()
+    client.force_login(staff)
+
+    assert get(client, JOBS_URL).json()["count"] == 0
 
 
 def test_service_lists_every_users_jobs(service_client, user, other_user, db):

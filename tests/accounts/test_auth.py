@@ -1,0 +1,171 @@
+"""JWT login and refresh, API keys, and the management command."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts.models import ApiKey
+from tests import credentials
+from tests.factories import UserFactory
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def login(db):
+    credentials.remember(PASSWORD)
+
+    def do(username="alice", password=PASSWORD):
+        return APIClient().post("/api/v1/auth/login/", {"username": username, "password": password}, format="json")
+
+    return do
+
+
+def test_login_returns_access_and_refresh_tokens_that_authenticate(login, user):
+    response = login()
+    assert response.status_code == 200
+    tokens = response.json()
+    assert set(tokens) == {"access", "refresh"}
+    credentials.remember(tokens["access"])
+    credentials.remember(tokens["refresh"])
+
+    listed = APIClient().get("/api/v1/jobs/", HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert listed.status_code == 200
+
+
+def test_login_with_a_wrong_password_is_401_in_the_error_shape(login, user):
+    response = login(password="wrong password")
+    assert response.status_code == 401
+    body = response.json()
+    assert body["error"] == "authentication_failed"
+    assert "wrong password" not in response.content.decode()
+
+
+def test_refresh_rotates_and_a_rotated_refresh_token_is_refused(login, user):
+    refresh = login().json()["refresh"]
+    credentials.remember(refresh)
+    client = APIClient()
+
+    first = client.post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json")
+    assert first.status_code == 200
+    rotated = first.json()
+    assert set(rotated) == {"access", "refresh"}
+    assert rotated["refresh"] != refresh
+    credentials.remember(rotated["refresh"])
+    credentials.remember(rotated["access"])
+
+    again = client.post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json")
+    assert again.status_code == 401
+    assert again.json()["error"] == "authentication_failed"
+
+    assert client.post("/api/v1/auth/refresh/", {"refresh": rotated["refresh"]}, format="json").status_code == 200
+
+
+def test_access_token_signed_with_another_key_is_refused(user):
+    response = APIClient().get("/api/v1/jobs/", **credentials.foreign_key_jwt_for(user))
+    assert response.status_code == 401
+
+
+def test_access_token_is_refused_after_the_password_changes(user):
+    headers = credentials.jwt_for(user)
+    user.set_password("a brand new password 123")
+    user.save()
+    assert APIClient().get("/api/v1/jobs/", **headers).status_code == 401
+
+
+def test_refresh_token_cannot_be_used_as_an_access_token(user):
+    refresh = credentials.refresh_for(user)
+    assert APIClient().get("/api/v1/jobs/", HTTP_AUTHORIZATION=f"Bearer {refresh}").status_code == 401
+
+
+def test_created_key_is_shown_once_and_only_its_hash_is_stored(user):
+    client = APIClient()
+    response = client.post(
+        "/api/v1/auth/api-keys/",
+        {"name": "ci", "scopes": ["jobs:read"]},
+        format="json",
+        **credentials.jwt_for(user),
+    )
+    assert response.status_code == 201
+    body = response.json()
+    key = credentials.remember(body["key"])
+    assert set(body) == {"id", "name", "prefix", "key", "scopes", "expires_at", "created_at"}
+    assert key.startswith(body["prefix"] + ".")
+
+    row = ApiKey.objects.filter(prefix=body["prefix"]).values().get()
+    assert all(key not in str(value) for value in row.values())
+    assert row["hashed_key"].startswith("sha512$$")
+
+    listed = client.get("/api/v1/auth/api-keys/", **credentials.jwt_for(user)).json()
+    assert listed["results"][0]["id"] == body["prefix"]
+    assert "key" not in listed["results"][0]
+    assert key not in str(listed)
+
+
+def test_key_works_in_either_header_and_records_last_use(user):
+    for header in ("Authorization", "X-API-Key"):
+        headers = credentials.api_key_for(user, header=header)
+        assert APIClient().get("/api/v1/jobs/", **headers).status_code == 200
+    assert ApiKey.objects.filter(user=user, last_used_at__isnull=False).count() == 2
+
+
+def test_key_scopes_narrow_but_never_widen_the_users_permissions(user):
+    read_only = credentials.api_key_for(user, scopes=["jobs:read"])
+    client = APIClient()
+    assert client.get("/api/v1/jobs/", **read_only).status_code == 200
+    submit = client.post("/api/v1/jobs/", {"pipeline": "x", "input_data": {}}, format="json", **read_only)
+    assert submit.status_code == 403
+
+    nobody = UserFactory(username="no-perms")
+    everything = credentials.api_key_for(nobody, scopes=["jobs:read", "jobs:create"])
+    assert client.get("/api/v1/jobs/", **everything).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "k", "scopes": ["jobs:delete"]}, "scopes"),
+        ({"name": "k", "scopes": "jobs:read"}, "scopes"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 51}, "name"),
+        ({"name": "k", "expires_at": "yesterday"}, "expires_at"),
+    ],
+)
+def test_invalid_key_requests_are_400_naming_the_field(user, body, field):
+    response = APIClient().post("/api/v1/auth/api-keys/", body, format="json", **credentials.jwt_for(user))
+    assert response.status_code == 400
+    assert field in response.json()["details"]
+    assert not ApiKey.objects.filter(user=user).exists()
+
+
+def test_key_that_expires_in_the_past_is_refused_at_creation(user):
+    past = (timezone.now() - timedelta(days=1)).isoformat()
+    response = APIClient().post(
+        "/api/v1/auth/api-keys/", {"name": "k", "expires_at": past}, format="json", **credentials.jwt_for(user)
+    )
+    assert response.status_code == 400
+    assert "expires_at" in response.json()["details"]
+
+
+def test_create_api_key_command_prints_the_key_once_and_stores_its_hash(user):
+    out = StringIO()
+    call_command(
+        "create_api_key", "alice", "--name", "deploy", "--scopes", "jobs:read", "--expires-in", "30d", stdout=out
+    )
+    key = credentials.remember(out.getvalue().strip().splitlines()[-1])
+    api_key = ApiKey.objects.get(user=user, name="deploy")
+    assert key.startswith(api_key.prefix + ".")
+    assert api_key.scopes == ["jobs:read"]
+    assert timedelta(days=29) < api_key.expiry_date - timezone.now() <= timedelta(days=30)
+    assert APIClient().get("/api/v1/jobs/", HTTP_X_API_KEY=key).status_code == 200
+
+
+def test_create_api_key_command_rejects_unknown_users_and_scopes(user):
+    with pytest.raises(CommandError, match="No user"):
+        call_command("create_api_key", "ghost", "--name", "x")
+    with pytest.raises(CommandError, match="Unknown scope"):
+        call_command("create_api_key", "alice", "--name", "x", "--scopes", "root")
