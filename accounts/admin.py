@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from rest_framework_api_key.models import APIKey
 
+from audit.context import admin_context
+
 from . import services
 from .models import ApiKey, User
 
@@ -37,9 +39,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API keys", permissions=["revoke"])
     def revoke_keys(self, request, queryset):
         revoked = 0
-        for api_key in queryset.filter(revoked=False):
-            services.api_key_revoke(api_key=api_key)
-            revoked += 1
+        with admin_context(request):
+            for api_key in queryset.filter(revoked=False):
+                services.api_key_revoke(api_key=api_key)
+                revoked += 1
         self.message_user(request, f"Revoked {revoked} API key(s).", messages.SUCCESS)
 
     def has_revoke_permission(self, request):

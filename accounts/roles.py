@@ -13,8 +13,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "pipelines.change_pipeline",
         "pipelines.delete_pipeline",
     ],
-    # Gains audit.view_auditlog when the audit app is installed.
-    "auditor": [],
+    "auditor": ["audit.view_auditlog"],
 }
 
 

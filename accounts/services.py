@@ -5,6 +5,8 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
+
 from .models import ApiKey
 from .scopes import SCOPES
 
@@ -31,12 +33,22 @@ def api_key_create(*, user, name: str, scopes: list[str] | None = None, expires_
     if errors:
         raise ApiKeyError(errors)
     with transaction.atomic():
-        return ApiKey.objects.create_key(user=user, name=name, scopes=scopes, expiry_date=expires_at)
+        api_key, key = ApiKey.objects.create_key(user=user, name=name, scopes=scopes, expiry_date=expires_at)
+        audit_record(
+            app="accounts",
+            entity="api_key",
+            verb="create",
+            resource_id=api_key.prefix,
+            details={"user": user.get_username(), "name": name, "scopes": scopes},
+        )
+    return api_key, key
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke a key for good; revoking a revoked key changes nothing."""
     if not api_key.revoked:
-        api_key.revoked = True
-        api_key.save(update_fields=["revoked"])
+        with transaction.atomic():
+            api_key.revoked = True
+            api_key.save(update_fields=["revoked"])
+            audit_record(app="accounts", entity="api_key", verb="revoke", resource_id=api_key.prefix)
     return api_key

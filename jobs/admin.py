@@ -1,4 +1,8 @@
+from urllib.parse import urlencode
+
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from .models import Job, JobResult, StageRun
 
@@ -33,8 +37,17 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["pipeline"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    readonly_fields = [f.name for f in Job._meta.fields]
+    readonly_fields = ["audit_trail", *(f.name for f in Job._meta.fields)]
     inlines = [StageRunInline]
+
+    @admin.display(description="Audit trail")
+    def audit_trail(self, obj):
+        url = (
+            reverse("admin:audit_auditlog_changelist")
+            + "?"
+            + urlencode({"resource_type": "job", "resource_id": obj.pk})
+        )
+        return format_html('<a href="{}">Every recorded operation on this job</a>', url)
 
     def has_add_permission(self, request):
         return False

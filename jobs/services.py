@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from pipelines.executor import StageFailed, execute_stages
 from pipelines.models import Pipeline
 
@@ -108,6 +109,7 @@ def job_submit(*, submission: JobSubmission, created_by=None) -> Job:
             ),
             run_at=submission.run_at,
         )
+        audit_record(app="jobs", entity="job", verb="create", resource_id=job.pk, details={"pipeline": pipeline.name})
         delay_ms = int((submission.run_at - now).total_seconds() * 1000) if scheduled else None
         transaction.on_commit(lambda: job_enqueue(job_id=job.id, delay_ms=delay_ms))
     return job

@@ -48,11 +48,13 @@ INSTALLED_APPS = [
     "accounts",
     "pipelines",
     "jobs",
+    "audit",
 ]
 
 MIDDLEWARE = [
     "jobsite.api.request_id.RequestIdMiddleware",
     "jobsite.api.slash.ApiTrailingSlashMiddleware",
+    "audit.middleware.AuditMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",

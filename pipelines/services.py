@@ -7,6 +7,8 @@ from typing import Any
 import jsonschema
 from django.db import transaction
 
+from audit.services import audit_record
+
 from .models import Pipeline
 from .registry import UnknownStageType, get_stage_type, params_errors
 
@@ -75,7 +77,9 @@ def pipeline_create(*, name: str, config: dict, description: str = "", created_b
     errors = pipeline_config_errors(config)
     if errors:
         raise PipelineConfigError(errors)
-    return Pipeline.objects.create(name=name, description=description, config=config, created_by=created_by)
+    pipeline = Pipeline.objects.create(name=name, description=description, config=config, created_by=created_by)
+    audit_record(app="pipelines", entity="pipeline", verb="create", resource_id=pipeline.name)
+    return pipeline
 
 
 @transaction.atomic
@@ -90,11 +94,16 @@ def pipeline_ensure(*, name: str, config: dict, description: str = "") -> tuple[
         raise PipelineConfigError(errors)
     pipeline = Pipeline.objects.select_for_update().filter(name=name).first()
     if pipeline is None:
-        return Pipeline.objects.create(name=name, description=description, config=config), "created"
+        pipeline = Pipeline.objects.create(name=name, description=description, config=config)
+        audit_record(app="pipelines", entity="pipeline", verb="create", resource_id=name)
+        return pipeline, "created"
     if pipeline.config == config and pipeline.description == description and pipeline.is_active:
         return pipeline, "unchanged"
     if pipeline.config != config:
         pipeline.version += 1
     pipeline.config, pipeline.description, pipeline.is_active = config, description, True
     pipeline.save(update_fields=["config", "description", "is_active", "version", "updated_at"])
+    audit_record(
+        app="pipelines", entity="pipeline", verb="update", resource_id=name, details={"version": pipeline.version}
+    )
     return pipeline, "updated"

@@ -1,14 +1,31 @@
 from django.db import migrations
 
-from accounts.roles import ROLE_PERMISSIONS, sync_role_permissions
+from accounts.roles import sync_role_permissions
+
+# Frozen here: later migrations grant further permissions (audit adds the auditor's).
+ROLES = {
+    "submitter": ["jobs.add_job", "jobs.view_job"],
+    "operator": [
+        "jobs.add_job",
+        "jobs.view_job",
+        "jobs.view_all_jobs",
+        "jobs.cancel_job",
+        "jobs.retry_job",
+        "pipelines.view_pipeline",
+        "pipelines.add_pipeline",
+        "pipelines.change_pipeline",
+        "pipelines.delete_pipeline",
+    ],
+    "auditor": [],
+}
 
 
 def create_roles(apps, schema_editor):
-    sync_role_permissions(apps, ROLE_PERMISSIONS)
+    sync_role_permissions(apps, ROLES)
 
 
 def remove_roles(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name__in=ROLE_PERMISSIONS).delete()
+    apps.get_model("auth", "Group").objects.filter(name__in=ROLES).delete()
 
 
 class Migration(migrations.Migration):

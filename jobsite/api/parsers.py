@@ -19,4 +19,12 @@ class LimitedJSONParser(JSONParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if limit is not None and len(body) > limit:
             raise RequestDataTooBig("Request body exceeded the upload limit.")
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+        # The audit log keeps a redacted summary of the body; Django can no
+        # longer read it once DRF has consumed the stream.
+        django_request = getattr((parser_context or {}).get("request"), "_request", None)
+        if django_request is not None:
+            django_request.audit_body_size = len(body)
+        data = super().parse(io.BytesIO(body), media_type, parser_context)
+        if django_request is not None:
+            django_request.audit_body = data
+        return data

@@ -4,11 +4,13 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import ApiKeyViewSet, LoginView, RefreshView
+from audit.api.views import AuditLogViewSet
 from jobs.api.views import JobViewSet
 
 router = DefaultRouter()
 router.register("auth/api-keys", ApiKeyViewSet, basename="api-key")
 router.register("jobs", JobViewSet, basename="job")
+router.register("audit/logs", AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [
     path("auth/login/", LoginView.as_view(), name="auth-login"),

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.scopes import SCOPES
 from accounts.services import ApiKeyError, api_key_create
+from audit.context import command_context
 
 _DURATION = re.compile(r"^(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -32,9 +33,13 @@ class Command(BaseCommand):
                 raise CommandError("--expires-in must look like 90d, 12h or 30m.")
             expires_at = timezone.now() + timedelta(**{_UNITS[match[2]]: int(match[1])})
         try:
-            api_key, key = api_key_create(
-                user=user, name=name, scopes=[s.strip() for s in scopes.split(",") if s.strip()], expires_at=expires_at
-            )
+            with command_context("create_api_key"):
+                api_key, key = api_key_create(
+                    user=user,
+                    name=name,
+                    scopes=[s.strip() for s in scopes.split(",") if s.strip()],
+                    expires_at=expires_at,
+                )
         except ApiKeyError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"Created API key {api_key.prefix} for {username}."))

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from audit.context import command_context
 from pipelines.demo import DEMO_PIPELINES
 from pipelines.services import pipeline_ensure
 
@@ -8,6 +9,7 @@ class Command(BaseCommand):
     help = "Create or update the built-in demo pipelines (sample_task, text-analysis)."
 
     def handle(self, *args, **options):
-        for spec in DEMO_PIPELINES:
-            pipeline, outcome = pipeline_ensure(**spec)
-            self.stdout.write(f"{pipeline.name}: {outcome} (version {pipeline.version})")
+        with command_context("install_demo_pipelines"):
+            for spec in DEMO_PIPELINES:
+                pipeline, outcome = pipeline_ensure(**spec)
+                self.stdout.write(f"{pipeline.name}: {outcome} (version {pipeline.version})")
