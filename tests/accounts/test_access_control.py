@@ -8,6 +8,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
+from audit.models import AuditLog
 from jobs.models import JobStatus
 from jobs.services import job_run
 from tests import credentials
@@ -27,6 +28,7 @@ PRINCIPALS = [
     "owner",
     "owner_key",
     "operator",
+    "auditor",
     "service",
 ]
 
@@ -39,6 +41,8 @@ ENDPOINTS = {
     "api_keys.list": ("get", "/api/v1/auth/api-keys/", None),
     "api_keys.create": ("post", "/api/v1/auth/api-keys/", {"name": "ci"}),
     "api_keys.revoke": ("delete", "/api/v1/auth/api-keys/{key}/", None),
+    "audit.list": ("get", "/api/v1/audit/logs/", None),
+    "audit.detail": ("get", "/api/v1/audit/logs/{audit}/", None),
 }
 
 UNAUTHENTICATED = {p: 401 for p in PRINCIPALS[:6]}
@@ -51,6 +55,7 @@ EXPECTED = {
         "owner": 200,
         "owner_key": 200,
         "operator": 200,
+        "auditor": 403,
         "service": 200,
     },
     "jobs.create": {
@@ -61,6 +66,7 @@ EXPECTED = {
         "owner": 201,
         "owner_key": 201,
         "operator": 201,
+        "auditor": 403,
         "service": 201,
     },
     "jobs.detail": {
@@ -71,6 +77,7 @@ EXPECTED = {
         "owner": 200,
         "owner_key": 200,
         "operator": 200,
+        "auditor": 403,
         "service": 200,
     },
     "jobs.result": {
@@ -81,6 +88,7 @@ EXPECTED = {
         "owner": 200,
         "owner_key": 200,
         "operator": 200,
+        "auditor": 403,
         "service": 200,
     },
     # Keys are managed by a logged-in user; no key (scoped or not) and not the service.
@@ -92,6 +100,7 @@ EXPECTED = {
         "owner": 200,
         "owner_key": 403,
         "operator": 200,
+        "auditor": 200,
         "service": 403,
     },
     "api_keys.create": {
@@ -102,6 +111,7 @@ EXPECTED = {
         "owner": 201,
         "owner_key": 403,
         "operator": 201,
+        "auditor": 201,
         "service": 403,
     },
     "api_keys.revoke": {
@@ -112,9 +122,18 @@ EXPECTED = {
         "owner": 204,
         "owner_key": 403,
         "operator": 404,
+        "auditor": 404,
         "service": 403,
     },
 }
+
+AUDIT_READERS = {"auditor": 200, "service": 200}
+for _endpoint in ("audit.list", "audit.detail"):
+    EXPECTED[_endpoint] = {
+        **UNAUTHENTICATED,
+        **{p: 403 for p in PRINCIPALS[6:] if p not in AUDIT_READERS},
+        **AUDIT_READERS,
+    }
 
 CASES = [(endpoint, principal, EXPECTED[endpoint][principal]) for endpoint in ENDPOINTS for principal in PRINCIPALS]
 
@@ -136,8 +155,10 @@ def world(db, demo_pipelines):
         "other": grant_role(UserFactory(username="other"), "submitter"),
         "operator": grant_role(UserFactory(username="op"), "operator"),
         "nobody": UserFactory(username="nobody"),
+        "auditor": grant_role(UserFactory(username="aud"), "auditor"),
         "job": job,
         "key": target_key,
+        "audit_row": AuditLog.objects.latest("id"),
     }
 
 
@@ -168,6 +189,8 @@ def headers_for(principal: str, world) -> dict:
             return credentials.api_key_for(owner, scopes=["jobs:create", "jobs:read"], header="X-API-Key")
         case "operator":
             return credentials.jwt_for(world["operator"])
+        case "auditor":
+            return credentials.jwt_for(world["auditor"])
         case "service":
             return {"HTTP_X_API_SECRET": settings.JOBSITE_API_SECRET}
     raise AssertionError(principal)
@@ -176,7 +199,7 @@ def headers_for(principal: str, world) -> dict:
 @pytest.mark.parametrize(("endpoint", "principal", "expected"), CASES, ids=[f"{e}-{p}" for e, p, _ in CASES])
 def test_access(endpoint, principal, expected, world):
     method, template, body = ENDPOINTS[endpoint]
-    url = template.format(job=world["job"].pk, key=world["key"].prefix)
+    url = template.format(job=world["job"].pk, key=world["key"].prefix, audit=world["audit_row"].pk)
     headers = headers_for(principal, world)
 
     response = getattr(APIClient(), method)(url, body, format="json", **headers)

@@ -6,6 +6,7 @@ import pytest
 import requests
 from django.conf import settings
 
+from audit.models import AuditLog
 from jobs.models import Job, JobResult, JobStatus, StageRun
 
 from .conftest import child_env, web_server
@@ -62,6 +63,9 @@ def test_submitted_job_runs_on_a_real_worker_and_its_result_comes_back(service):
     assert job.created_at <= job.queued_at <= job.started_at <= job.completed_at
     assert job.duration_ms == round((job.completed_at - job.started_at).total_seconds() * 1000)
     assert JobResult.objects.get(job=job).result == stats
+    # The audit row is written after the response left gunicorn, and completed with its status.
+    audit = AuditLog.objects.get(action="jobs.job.create", resource_id=job_id)
+    assert (audit.principal, audit.status_code, audit.success) == ("service", 201, True)
     assert list(StageRun.objects.filter(job=job).values_list("name", "status")) == [
         ("extract", "completed"),
         ("stats", "completed"),
