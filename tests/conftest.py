@@ -7,6 +7,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.roles import ROLE_PERMISSIONS
@@ -68,6 +69,14 @@ def require_service(name: str, reason: str):
     if name in settings.TEST_REQUIRE_SERVICES:
         pytest.fail(f"{name} is required (TEST_REQUIRE_SERVICES) but {reason}")
     pytest.skip(f"{name} not configured: {reason}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Every test starts with empty rate-limit counters."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

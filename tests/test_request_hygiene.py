@@ -6,19 +6,11 @@ import sys
 
 import pytest
 import redis
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests import credentials
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def _rates(settings, **rates):
