@@ -52,6 +52,17 @@ class Job(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveSmallIntegerField(default=3)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    owner_key = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Whose idempotency keys this job counts among: a user id or `service`.",
+    )
+    webhook_url = models.URLField(max_length=2000, blank=True, default="")
+    webhook_secret = models.CharField(max_length=255, blank=True, default="")
+    resume_from_checkpoint = models.BooleanField(
+        default=True, help_text="Reuse the saved outputs of stages completed by earlier attempts."
+    )
     run_at = models.DateTimeField(null=True, blank=True)
     locked_by = models.CharField(max_length=255, blank=True, default="")
     locked_at = models.DateTimeField(null=True, blank=True)
@@ -72,6 +83,11 @@ class Job(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="job_priority_0_10"),
+            models.UniqueConstraint(
+                fields=["owner_key", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="job_unique_idempotency_key",
+            ),
         ]
         permissions = [
             ("view_all_jobs", "Can view every user's jobs"),

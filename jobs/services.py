@@ -16,11 +16,11 @@ from typing import Any
 import jsonschema
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from pipelines.executor import StageFailed, execute_stages
+from pipelines.executor import JobCancelled, StageFailed, execute_stages
 from pipelines.models import Pipeline
 
 from .models import Job, JobResult, JobStatus
@@ -48,6 +48,27 @@ class JobSubmission:
     action: str = ""
     max_attempts: int | None = None
     run_at: datetime | None = None
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    idempotency_key: str | None = None
+
+    @property
+    def owner_key(self) -> str:
+        """Whose idempotency keys this submission is checked against."""
+        return str(self.user_id) if self.user_id else "service"
+
+
+class JobStateError(Exception):
+    """The job's status does not allow the operation (the API answers 409)."""
+
+    def __init__(self, job: Job, operation: str):
+        super().__init__(f"A {job.status} job cannot be {operation}.")
+        self.job = job
+
+
+WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING})
+# A job its worker holds; one that finishes while `cancelling` still completes or fails.
+RUNNING_STATUSES = [JobStatus.PROCESSING, JobStatus.CANCELLING]
 
 
 def worker_id() -> str:
@@ -82,16 +103,42 @@ def job_validate(*, submission: JobSubmission) -> Pipeline:
     return pipeline
 
 
+def _existing_submission(submission: JobSubmission) -> Job | None:
+    if submission.idempotency_key is None:
+        return None
+    job = Job.objects.filter(owner_key=submission.owner_key, idempotency_key=submission.idempotency_key).first()
+    if job is not None:
+        job.duplicate = True
+    return job
+
+
 def job_submit(*, submission: JobSubmission, created_by=None) -> Job:
     """Create a job and hand it to the broker once the transaction commits.
 
     The job is `pending` until the broker has its message, then `queued`; a
     job with a future `run_at` is `scheduled`. If the broker cannot be reached
     the job stays `pending` and nothing is lost.
+
+    A submission repeating an `idempotency_key` of the same owner returns the
+    existing job with `duplicate` set instead of creating one; a unique
+    constraint settles two concurrent submissions.
     """
     pipeline = job_validate(submission=submission)
+    if existing := _existing_submission(submission):
+        return existing
     now = timezone.now()
     scheduled = submission.run_at is not None and submission.run_at > now
+    try:
+        job = _job_create(submission=submission, pipeline=pipeline, created_by=created_by, now=now, scheduled=scheduled)
+    except IntegrityError:
+        if existing := _existing_submission(submission):
+            return existing
+        raise
+    job.duplicate = False
+    return job
+
+
+def _job_create(*, submission: JobSubmission, pipeline: Pipeline, created_by, now: datetime, scheduled: bool) -> Job:
     with transaction.atomic():
         job = Job.objects.create(
             pipeline=pipeline,
@@ -108,6 +155,10 @@ def job_submit(*, submission: JobSubmission, created_by=None) -> Job:
                 submission.max_attempts or pipeline.config.get("max_attempts") or settings.JOB_DEFAULT_MAX_ATTEMPTS
             ),
             run_at=submission.run_at,
+            webhook_url=submission.webhook_url,
+            webhook_secret=submission.webhook_secret,
+            idempotency_key=submission.idempotency_key,
+            owner_key=submission.owner_key,
         )
         audit_record(app="jobs", entity="job", verb="create", resource_id=job.pk, details={"pipeline": pipeline.name})
         delay_ms = int((submission.run_at - now).total_seconds() * 1000) if scheduled else None
@@ -140,6 +191,51 @@ def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
             Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.PENDING, queued_at=None)
         return False
     return True
+
+
+def job_cancel(*, job_id: uuid.UUID) -> Job:
+    """Cancel a job: a waiting job at once, a running one at its next check.
+
+    Waiting jobs become `cancelled` (their broker message, when it comes, finds
+    nothing to claim); a `processing` job becomes `cancelling` and its worker
+    stops it at the next stage boundary or cooperative check. Finished jobs
+    raise JobStateError.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status in WAITING_STATUSES:
+            job.status = JobStatus.CANCELLED
+            job.completed_at = now
+        elif job.status == JobStatus.PROCESSING:
+            job.status = JobStatus.CANCELLING
+        elif job.status != JobStatus.CANCELLING:
+            raise JobStateError(job, "cancelled")
+        job.save(update_fields=["status", "completed_at", "updated_at"])
+        audit_record(app="jobs", entity="job", verb="cancel", resource_id=job.pk, details={"status": job.status})
+    return job
+
+
+def job_retry(*, job_id: uuid.UUID, from_start: bool = False) -> Job:
+    """Send a failed or cancelled job back to the queue.
+
+    It resumes at the first stage without a completed run, reusing the saved
+    outputs of the stages before; `from_start` reruns every stage.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise JobStateError(job, "retried")
+        job.status = JobStatus.PENDING
+        job.resume_from_checkpoint = not from_start
+        job.error_message = ""
+        job.started_at = job.completed_at = job.duration_ms = None
+        job.locked_by = ""
+        job.locked_at = None
+        job.save()
+        audit_record(app="jobs", entity="job", verb="retry", resource_id=job.pk, details={"from_start": from_start})
+        transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+    return job
 
 
 def job_claim(*, job_id: str, worker: str) -> Job | None:
@@ -192,6 +288,8 @@ def job_run(*, job_id: str) -> Job | None:
     logger.info("Job %s claimed by %s (attempt %d).", job.id, worker, job.attempts)
     try:
         output = execute_stages(job)
+    except JobCancelled:
+        return job_mark_cancelled(job=job)
     except StageFailed as exc:
         return job_fail(job=job, error=str(exc))
     except Exception as exc:
@@ -226,7 +324,7 @@ def job_complete(*, job: Job, output: Any) -> Job:
     now = timezone.now()
     result = _result_for(job, output, now)
     with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
+        updated = Job.objects.filter(pk=job.pk, status__in=RUNNING_STATUSES, locked_by=job.locked_by).update(
             status=JobStatus.COMPLETED,
             completed_at=now,
             duration_ms=_duration_ms(job, now),
@@ -249,10 +347,26 @@ def job_complete(*, job: Job, output: Any) -> Job:
     return job
 
 
+def job_mark_cancelled(*, job: Job) -> Job:
+    """Finish a job its worker stopped on request (`cancelling` -> `cancelled`)."""
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk, status=JobStatus.CANCELLING, locked_by=job.locked_by).update(
+        status=JobStatus.CANCELLED,
+        completed_at=now,
+        duration_ms=_duration_ms(job, now),
+        locked_by="",
+        locked_at=None,
+        updated_at=now,
+    )
+    job.refresh_from_db()
+    logger.info("Job %s stopped on request: %s.", job.pk, job.status)
+    return job
+
+
 def job_fail(*, job: Job, error: str) -> Job:
     """Mark the job `failed` with its error, if this worker still holds it."""
     now = timezone.now()
-    Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
+    Job.objects.filter(pk=job.pk, status__in=RUNNING_STATUSES, locked_by=job.locked_by).update(
         status=JobStatus.FAILED,
         error_message=error[:10_000],
         completed_at=now,

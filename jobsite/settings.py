@@ -179,6 +179,9 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
+# Lists count exactly up to this many rows; past it PostgreSQL's estimate is used.
+API_COUNT_EXACT_MAX = env.int("API_COUNT_EXACT_MAX", default=10_000)
+
 # Requests per period for each kind of caller (DRF rate syntax: N/second|minute|hour|day).
 THROTTLE_RATES = {
     "anon": env.str("THROTTLE_RATE_ANON", default="60/minute"),

@@ -10,9 +10,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from jobs.models import Job, StageRun, StageRunStatus
+from jobs.models import Job, JobStatus, StageRun, StageRunStatus
 
 from .registry import StageContext, get_stage_type
+from .stages import StageCancelled
 
 logger = logging.getLogger(__name__)
 
@@ -26,22 +27,51 @@ class StageFailed(Exception):
         self.error = error
 
 
+class JobCancelled(Exception):
+    """The job was asked to stop (`cancelling`) and its worker stopped it."""
+
+
 def _elapsed_ms(start, end) -> int:
     return max(0, round((end - start).total_seconds() * 1000))
 
 
+def _checkpoints(job: Job) -> dict[int, Any]:
+    """Outputs of the leading stages completed by earlier attempts, by index."""
+    if not job.resume_from_checkpoint:
+        return {}
+    done = {}
+    for run in job.stage_runs.filter(status=StageRunStatus.COMPLETED, attempt__lt=job.attempts).order_by("attempt"):
+        done[run.index] = run.output
+    leading = {}
+    for index in range(len(job.pipeline_config.get("stages", []))):
+        if index not in done:
+            break
+        leading[index] = done[index]
+    return leading
+
+
 def execute_stages(job: Job) -> Any:
-    """Run every stage of the job's config snapshot; return the last stage's output.
+    """Run the stages of the job's config snapshot; return the last stage's output.
 
     Each stage gets the previous stage's output (the job's input for the first)
-    and the outputs of all earlier stages by name. A stage that raises is
-    recorded as failed and :class:`StageFailed` is raised.
+    and the outputs of all earlier stages by name. Stages completed by an
+    earlier attempt are not run again: their saved outputs are used. Before
+    each stage, and whenever a stage asks `is_cancelled()`, a `cancelling` job
+    stops with :class:`JobCancelled`. A stage that raises is recorded as failed
+    and :class:`StageFailed` is raised.
     """
     stages = job.pipeline_config.get("stages", [])
     progress = _Progress(job, len(stages))
+    cancellation = _CancellationCheck(job)
+    checkpoints = _checkpoints(job)
     outputs: dict[str, Any] = {}
     previous: Any = job.input_data
     for index, spec in enumerate(stages):
+        if index in checkpoints:
+            outputs[spec["name"]] = previous = checkpoints[index]
+            continue
+        if cancellation(force=True):
+            raise JobCancelled()
         run = StageRun.objects.create(
             job=job,
             index=index,
@@ -57,10 +87,15 @@ def execute_stages(job: Job) -> Any:
             outputs=dict(outputs),
             params=spec.get("params") or {},
             report_progress=progress.stage_reporter(index),
+            is_cancelled=cancellation,
         )
         try:
             output = get_stage_type(spec["type"]).func(context)
             json.dumps(output)
+        except StageCancelled:
+            run.status = StageRunStatus.CANCELLED
+            _finish(run)
+            raise JobCancelled() from None
         except Exception as exc:
             run.status = StageRunStatus.FAILED
             run.error = f"{type(exc).__name__}: {exc}"
@@ -71,7 +106,8 @@ def execute_stages(job: Job) -> Any:
         run.output = output
         _finish(run)
         outputs[spec["name"]] = previous = output
-        progress.save(index + 1, 0.0, force=True)
+        if index + 1 < len(stages):
+            progress.save(index + 1, 0.0, force=True)
     return previous
 
 
@@ -79,6 +115,24 @@ def _finish(run: StageRun) -> None:
     run.finished_at = timezone.now()
     run.duration_ms = _elapsed_ms(run.started_at, run.finished_at)
     run.save(update_fields=["status", "output", "error", "traceback", "finished_at", "duration_ms"])
+
+
+class _CancellationCheck:
+    """Tells whether the job was asked to stop; a stage may ask often, the database is asked at most every 0.5 s."""
+
+    MIN_INTERVAL = 0.5
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.last_check = 0.0
+        self.cancelled = False
+
+    def __call__(self, *, force: bool = False) -> bool:
+        now = time.monotonic()
+        if not self.cancelled and (force or now - self.last_check >= self.MIN_INTERVAL):
+            self.last_check = now
+            self.cancelled = Job.objects.filter(pk=self.job.pk, status=JobStatus.CANCELLING).exists()
+        return self.cancelled
 
 
 class _Progress:

@@ -21,6 +21,19 @@ class JobSubmitSerializer(serializers.Serializer):
     action = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     max_attempts = serializers.IntegerField(min_value=1, max_value=20, required=False, allow_null=True)
     run_at = serializers.DateTimeField(required=False, allow_null=True)
+    webhook_url = serializers.URLField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="Called when the job finishes."
+    )
+    webhook_secret = serializers.CharField(
+        max_length=255, required=False, allow_blank=True, default="", write_only=True, help_text="Never returned."
+    )
+    idempotency_key = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_null=True,
+        help_text="Repeat a submission safely: the same owner and key return the first job. "
+        "Also accepted as the `Idempotency-Key` header.",
+    )
 
     def validate_input_data(self, value):
         if not isinstance(value, dict):
@@ -86,6 +99,7 @@ class JobDetailSerializer(JobSummarySerializer):
             "max_attempts",
             "stages",
             "result_url",
+            "webhook_url",
             "idempotency_key",
             "run_at",
             "locked_by",
@@ -116,3 +130,37 @@ class JobResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = JobResult
         fields = ["job_id", "result", "metadata", "size_bytes", "processing_time_ms", "created_at", "expires_at"]
+
+
+class JobSubmittedSerializer(JobDetailSerializer):
+    """The answer to a submission: the job, and whether it repeats an earlier one."""
+
+    duplicate = serializers.BooleanField(
+        help_text="True when an earlier job with the same idempotency key is returned."
+    )
+
+    class Meta(JobDetailSerializer.Meta):
+        fields = [*JobDetailSerializer.Meta.fields, "duplicate"]
+
+
+class JobBatchSerializer(serializers.Serializer):
+    jobs = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=500)
+
+
+class JobRetrySerializer(serializers.Serializer):
+    from_start = serializers.BooleanField(default=False, help_text="Rerun every stage instead of resuming.")
+
+
+class JobBatchItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    status = serializers.IntegerField(help_text="201 created, 200 duplicate, 400/403 refused.")
+    job = JobSubmittedSerializer(required=False)
+    errors = serializers.DictField(required=False)
+
+
+class JobBatchResultSerializer(serializers.Serializer):
+    results = JobBatchItemSerializer(many=True)
+
+
+class JobValidSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()

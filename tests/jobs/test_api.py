@@ -263,7 +263,7 @@ def test_list_returns_summaries_newest_first_without_input_data(service_client, 
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"count", "next", "previous", "results"}
+    assert set(body) == {"count", "count_estimated", "next", "previous", "results"}
     assert body["count"] == 3
     assert (body["next"], body["previous"]) == (None, None)
     assert [r["id"] for r in body["results"]] == [str(jobs[1].pk), str(jobs[2].pk), str(jobs[0].pk)]
