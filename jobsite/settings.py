@@ -72,7 +72,7 @@ WSGI_APPLICATION = "jobsite.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "jobsite" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -252,6 +252,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "StageRunStatusEnum": "jobs.models.StageRunStatus",
+        "PrincipalTypeEnum": "audit.models.AuditLog.PrincipalType",
+    },
 }
 
 # The shared secret of the trusted service principal (`X-API-Secret`); off when unset.
