@@ -40,7 +40,7 @@ def parse_limit_results(value: str) -> int | datetime:
         now = timezone.now()
         period = LIMIT_RESULTS_PERIODS[value]
         return datetime.combine(now.date(), time.min, tzinfo=now.tzinfo) if period is None else now - period
-    if value.isdigit() and 1 <= int(value) <= LIMIT_RESULTS_MAX:
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= LIMIT_RESULTS_MAX:
         return int(value)
     raise _invalid("limit_results", value, [f"1..{LIMIT_RESULTS_MAX}", *LIMIT_RESULTS_PERIODS])
 

@@ -77,9 +77,10 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
-            models.Index(fields=["user_id", "-created_at"], name="job_user_created_idx"),
-            models.Index(fields=["-created_at"], name="job_created_idx"),
+            # Each list filter, then the list's order: newest first, ties by id.
+            models.Index(fields=["status", "-created_at", "-id"], name="job_status_created_idx"),
+            models.Index(fields=["user_id", "-created_at", "-id"], name="job_user_created_idx"),
+            models.Index(fields=["-created_at", "-id"], name="job_created_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(priority__lte=10), name="job_priority_0_10"),
