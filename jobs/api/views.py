@@ -1,6 +1,9 @@
 """The jobs endpoints: submit, validate, batch, list, detail, result, cancel, retry, stats."""
 
+import logging
+
 from django.http import FileResponse
+from dramatiq.errors import BrokerConnectionError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
@@ -11,10 +14,12 @@ from rest_framework.response import Response
 from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
 from jobsite.api.views import GenericViewSet
+from jobsite.broker.depth import broker_queue_depths
 
 from .. import selectors, services
 from ..filters import JobFilter
 from ..models import Job, JobStatus
+from ..stats import WINDOWS, job_stats
 from .serializers import (
     JobBatchResultSerializer,
     JobBatchSerializer,
@@ -26,6 +31,8 @@ from .serializers import (
     JobSummarySerializer,
     JobValidSerializer,
 )
+
+logger = logging.getLogger(__name__)
 
 SUBMIT_EXAMPLE = OpenApiExample(
     "Text analysis",
@@ -214,6 +221,32 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
             response["X-Result-Checksum"] = f"sha256={result.checksum}"
             return response
         return Response(JobResultSerializer(result).data)
+
+    @extend_schema(
+        summary="Counts, success rate and processing times over a window; queue depths",
+        parameters=[
+            OpenApiParameter("window", OpenApiTypes.STR, enum=list(WINDOWS), description="Default `24h`."),
+        ],
+        responses={200: OpenApiTypes.OBJECT, 400: ERROR_RESPONSE},
+    )
+    @action(detail=False, methods=["get"])
+    def stats(self, request):
+        window = request.query_params.get("window", "24h")
+        if window not in WINDOWS:
+            raise ValidationError(
+                {
+                    "window": [f"Invalid value {window!r}. Valid values: {', '.join(WINDOWS)}."],
+                    "valid_values": list(WINDOWS),
+                }
+            )
+        data = job_stats(jobs=selectors.job_list(user=request.user), window=window)
+        data["queues"] = None
+        if selectors.can_see_all_jobs(request.user):
+            try:
+                data["queues"] = broker_queue_depths()
+            except BrokerConnectionError:
+                logger.warning("Broker unreachable while computing queue depths", exc_info=True)
+        return Response(data)
 
     # -- managing -------------------------------------------------------------------
 

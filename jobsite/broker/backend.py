@@ -144,15 +144,6 @@ class DatabaseBroker(Broker):
                 raise QueueJoinTimeout(queue_name)
             time.sleep(self.poll_interval)
 
-    def queue_depths(self) -> dict[str, dict[str, int]]:
-        """Count messages per queue and state."""
-        from django.db.models import Count
-
-        depths: dict[str, dict[str, int]] = {}
-        for row in self.messages.values("queue_name", "state").annotate(n=Count("id")):
-            depths.setdefault(row["queue_name"], {})[row["state"]] = row["n"]
-        return depths
-
     # -- used by the consumers -------------------------------------------------
 
     def _track(self, queue_name: str, row_ids) -> None:

@@ -91,7 +91,9 @@ def _redis_depths(broker, queues: list[str]) -> dict[str, dict]:
 
     ns = broker.namespace
     try:
-        workers = [w.decode() if isinstance(w, bytes) else w for w in broker.client.zrange(f"{ns}:__heartbeats__", 0, -1)]
+        workers = [
+            w.decode() if isinstance(w, bytes) else w for w in broker.client.zrange(f"{ns}:__heartbeats__", 0, -1)
+        ]
         pipe = broker.client.pipeline(transaction=False)
         for queue in queues:
             pipe.llen(f"{ns}:{queue}")

@@ -38,6 +38,12 @@ ENDPOINTS = {
     "jobs.create": ("post", "/api/v1/jobs/", {"pipeline": "sample_task", "input_data": {"n": 1}}),
     "jobs.detail": ("get", "/api/v1/jobs/{job}/", None),
     "jobs.result": ("get", "/api/v1/jobs/{job}/result/", None),
+    "jobs.stats": ("get", "/api/v1/jobs/stats/", None),
+    "jobs.validate": ("post", "/api/v1/jobs/validate/", {"pipeline": "sample_task", "input_data": {}}),
+    "jobs.batch": ("post", "/api/v1/jobs/batch/", {"jobs": [{"pipeline": "sample_task", "input_data": {}}]}),
+    "jobs.cancel": ("post", "/api/v1/jobs/{job}/cancel/", None),
+    "jobs.delete": ("delete", "/api/v1/jobs/{job}/", None),
+    "jobs.retry": ("post", "/api/v1/jobs/{job}/retry/", None),
     "api_keys.list": ("get", "/api/v1/auth/api-keys/", None),
     "api_keys.create": ("post", "/api/v1/auth/api-keys/", {"name": "ci"}),
     "api_keys.revoke": ("delete", "/api/v1/auth/api-keys/{key}/", None),
@@ -126,6 +132,18 @@ EXPECTED = {
         "service": 403,
     },
 }
+
+# Reading and submitting follow jobs.list / jobs.create; cancel and retry need the operator's
+# permissions (the job in the table is completed: cancel and retry answer 409 once allowed).
+EXPECTED["jobs.stats"] = EXPECTED["jobs.list"]
+EXPECTED["jobs.validate"] = {
+    **EXPECTED["jobs.create"],
+    **{p: 200 for p, c in EXPECTED["jobs.create"].items() if c == 201},
+}
+EXPECTED["jobs.batch"] = EXPECTED["jobs.validate"]
+MANAGERS = {"operator": 409, "service": 409}
+for _endpoint in ("jobs.cancel", "jobs.delete", "jobs.retry"):
+    EXPECTED[_endpoint] = {**UNAUTHENTICATED, **{p: 403 for p in PRINCIPALS[6:] if p not in MANAGERS}, **MANAGERS}
 
 AUDIT_READERS = {"auditor": 200, "service": 200}
 for _endpoint in ("audit.list", "audit.detail"):
