@@ -60,8 +60,10 @@ class Job(models.Model):
     )
     webhook_url = models.URLField(max_length=2000, blank=True, default="")
     webhook_secret = models.CharField(max_length=255, blank=True, default="")
-    resume_from_checkpoint = models.BooleanField(
-        default=True, help_text="Reuse the saved outputs of stages completed by earlier attempts."
+    checkpoints_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Saved stage outputs from before this time are not reused (set by a retry from the start).",
     )
     run_at = models.DateTimeField(null=True, blank=True)
     locked_by = models.CharField(max_length=255, blank=True, default="")
@@ -119,7 +121,7 @@ class StageRun(models.Model):
     name = models.CharField(max_length=100)
     stage_type = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=StageRunStatus.choices, default=StageRunStatus.RUNNING)
-    attempt = models.PositiveIntegerField(default=1)
+    attempt = models.PositiveIntegerField(default=1, help_text="This stage's attempt number, from 1.")
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveBigIntegerField(null=True, blank=True)

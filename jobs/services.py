@@ -6,9 +6,11 @@ import hashlib
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -172,8 +174,6 @@ def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
     The job is marked `queued` before the send so that a fast worker finds it
     claimable; if the send fails it goes back to where it was, to be re-sent.
     """
-    from .actors import jobs_run
-
     previous, priority = Job.objects.filter(pk=job_id).values_list("status", "priority").first() or (None, 0)
     if previous not in (JobStatus.PENDING, JobStatus.SCHEDULED):
         return False
@@ -183,10 +183,7 @@ def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
         )
         if not marked:
             return False
-    try:
-        jobs_run.send_with_options(args=(str(job_id),), delay=delay_ms, priority=priority)
-    except Exception:
-        logger.exception("Could not send job %s to the broker; it stays pending.", job_id)
+    if not _send(job_id, delay_ms=delay_ms, priority=priority):
         if previous == JobStatus.PENDING:
             Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.PENDING, queued_at=None)
         return False
@@ -227,7 +224,8 @@ def job_retry(*, job_id: uuid.UUID, from_start: bool = False) -> Job:
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobStateError(job, "retried")
         job.status = JobStatus.PENDING
-        job.resume_from_checkpoint = not from_start
+        if from_start:
+            job.checkpoints_since = timezone.now()
         job.error_message = ""
         job.started_at = job.completed_at = job.duration_ms = None
         job.locked_by = ""
@@ -241,9 +239,10 @@ def job_retry(*, job_id: uuid.UUID, from_start: bool = False) -> Job:
 def job_claim(*, job_id: str, worker: str) -> Job | None:
     """Move a job to `processing` for this worker, if it is claimable.
 
-    A scheduled job whose `run_at` has come is released first. Only a
-    `queued` job is claimed, and only by one worker: the row is locked with
-    SKIP LOCKED where the database supports it, and the update is conditional.
+    A scheduled job, or one waiting for a stage retry, whose `run_at` has come
+    is released first. Only a `queued` job is claimed, and only by one worker:
+    the row is locked with SKIP LOCKED where the database supports it, and the
+    update is conditional.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -253,7 +252,7 @@ def job_claim(*, job_id: str, worker: str) -> Job | None:
         job = jobs.first()
         if job is None:
             return None
-        if job.status == JobStatus.SCHEDULED and job.run_at and job.run_at <= now:
+        if job.status in (JobStatus.SCHEDULED, JobStatus.RETRYING) and job.run_at and job.run_at <= now:
             job.status = JobStatus.QUEUED
             job.queued_at = now
         if job.status != JobStatus.QUEUED:
@@ -291,6 +290,8 @@ def job_run(*, job_id: str) -> Job | None:
     except JobCancelled:
         return job_mark_cancelled(job=job)
     except StageFailed as exc:
+        if exc.retryable:
+            return job_schedule_retry(job=job, failure=exc)
         return job_fail(job=job, error=str(exc))
     except Exception as exc:
         logger.exception("Job %s crashed outside its stages.", job.id)
@@ -347,6 +348,55 @@ def job_complete(*, job: Job, output: Any) -> Job:
     return job
 
 
+def stage_retry_delay_ms(attempt: int) -> int:
+    """Exponential backoff with jitter for a stage's `attempt`-th retry.
+
+    base * 2^(attempt-1), capped, then a random point in its upper half, so
+    that jobs failing together do not come back together.
+    """
+    ceiling = min(settings.STAGE_RETRY_BACKOFF_MAX_MS, settings.STAGE_RETRY_BACKOFF_BASE_MS * 2 ** (attempt - 1))
+    return int(ceiling * random.uniform(0.5, 1.0))
+
+
+def job_schedule_retry(*, job: Job, failure: StageFailed) -> Job:
+    """Put a job whose stage failed with retries left back on the queue after a backoff.
+
+    The job waits as `retrying` with `run_at` set; its broker message is sent
+    with the delay, so no worker thread sleeps through the backoff. The next
+    run resumes at the failed stage.
+    """
+    delay_ms = stage_retry_delay_ms(failure.attempt)
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
+            status=JobStatus.RETRYING,
+            run_at=now + timedelta(milliseconds=delay_ms),
+            error_message=str(failure)[:10_000],
+            locked_by="",
+            locked_at=None,
+            updated_at=now,
+        )
+        if updated:
+            transaction.on_commit(lambda: _send(job.pk, delay_ms=delay_ms, priority=job.priority))
+    if not updated:
+        # Cancelled while the stage ran: finish the cancellation instead.
+        return job_mark_cancelled(job=job)
+    logger.info("Job %s: %s; retrying in %d ms.", job.pk, failure, delay_ms)
+    job.refresh_from_db()
+    return job
+
+
+def _send(job_id, *, delay_ms: int | None, priority: int) -> bool:
+    from .actors import jobs_run
+
+    try:
+        jobs_run.send_with_options(args=(str(job_id),), delay=delay_ms, priority=priority)
+    except Exception:
+        logger.exception("Could not send job %s to the broker; it will be re-sent.", job_id)
+        return False
+    return True
+
+
 def job_mark_cancelled(*, job: Job) -> Job:
     """Finish a job its worker stopped on request (`cancelling` -> `cancelled`)."""
     now = timezone.now()
@@ -378,3 +428,23 @@ def job_fail(*, job: Job, error: str) -> Job:
     job.refresh_from_db()
     logger.info("Job %s failed: %s", job.pk, error)
     return job
+
+
+def job_results_purge_expired(*, batch_size: int = 1000, dry_run: bool = False) -> Iterator[int]:
+    """Delete expired results and their files in batches, yielding each batch's size.
+
+    With `dry_run`, nothing is deleted and the one yielded count is what would be.
+    """
+    expired = JobResult.objects.filter(expires_at__lt=timezone.now()).order_by("pk")
+    if dry_run:
+        yield expired.count()
+        return
+    while True:
+        batch = list(expired[:batch_size])
+        if not batch:
+            return
+        for result in batch:
+            if result.result_file:
+                result.result_file.delete(save=False)
+        deleted, _ = JobResult.objects.filter(pk__in=[r.pk for r in batch]).delete()
+        yield deleted

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from jobs.models import Job, JobStatus, StageRun, StageRunStatus
 
+from .deadline import StageDeadline, StageTimeout
 from .registry import StageContext, get_stage_type
 from .stages import StageCancelled
 
@@ -19,29 +20,36 @@ logger = logging.getLogger(__name__)
 
 
 class StageFailed(Exception):
-    """A stage raised; the job fails with this stage's error."""
+    """A stage raised; `retryable` when the stage has retries left."""
 
-    def __init__(self, stage_name: str, error: BaseException):
-        super().__init__(f"Stage {stage_name!r} failed: {type(error).__name__}: {error}")
+    def __init__(self, stage_name: str, error: BaseException, *, attempt: int, retries: int):
+        super().__init__(f"Stage {stage_name!r} failed (attempt {attempt} of {retries + 1}): {_describe(error)}")
         self.stage_name = stage_name
         self.error = error
+        self.attempt = attempt
+        self.retryable = attempt <= retries
 
 
 class JobCancelled(Exception):
     """The job was asked to stop (`cancelling`) and its worker stopped it."""
 
 
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 def _elapsed_ms(start, end) -> int:
     return max(0, round((end - start).total_seconds() * 1000))
 
 
+def _runs_since_checkpoint(job: Job):
+    runs = job.stage_runs.all()
+    return runs.filter(started_at__gte=job.checkpoints_since) if job.checkpoints_since else runs
+
+
 def _checkpoints(job: Job) -> dict[int, Any]:
-    """Outputs of the leading stages completed by earlier attempts, by index."""
-    if not job.resume_from_checkpoint:
-        return {}
-    done = {}
-    for run in job.stage_runs.filter(status=StageRunStatus.COMPLETED, attempt__lt=job.attempts).order_by("attempt"):
-        done[run.index] = run.output
+    """Outputs of the leading stages already completed for this job, by index."""
+    done = dict(_runs_since_checkpoint(job).filter(status=StageRunStatus.COMPLETED).values_list("index", "output"))
     leading = {}
     for index in range(len(job.pipeline_config.get("stages", []))):
         if index not in done:
@@ -54,11 +62,13 @@ def execute_stages(job: Job) -> Any:
     """Run the stages of the job's config snapshot; return the last stage's output.
 
     Each stage gets the previous stage's output (the job's input for the first)
-    and the outputs of all earlier stages by name. Stages completed by an
-    earlier attempt are not run again: their saved outputs are used. Before
-    each stage, and whenever a stage asks `is_cancelled()`, a `cancelling` job
-    stops with :class:`JobCancelled`. A stage that raises is recorded as failed
-    and :class:`StageFailed` is raised.
+    and the outputs of all earlier stages by name. Stages already completed for
+    this job (by an earlier attempt) are not run again: their saved outputs are
+    used, so a retried job resumes at the stage that failed. Before each stage,
+    and whenever a stage asks `is_cancelled()`, a `cancelling` job stops with
+    :class:`JobCancelled`. A stage's `timeout_s` is enforced. A stage that
+    raises is recorded as failed and :class:`StageFailed` says whether it has
+    retries left.
     """
     stages = job.pipeline_config.get("stages", [])
     progress = _Progress(job, len(stages))
@@ -72,12 +82,14 @@ def execute_stages(job: Job) -> Any:
             continue
         if cancellation(force=True):
             raise JobCancelled()
+        earlier = job.stage_runs.filter(index=index)
+        failures = _runs_since_checkpoint(job).filter(index=index, status=StageRunStatus.FAILED).count()
         run = StageRun.objects.create(
             job=job,
             index=index,
             name=spec["name"],
             stage_type=spec["type"],
-            attempt=max(job.attempts, 1),
+            attempt=earlier.count() + 1,
             started_at=timezone.now(),
         )
         context = StageContext(
@@ -90,18 +102,20 @@ def execute_stages(job: Job) -> Any:
             is_cancelled=cancellation,
         )
         try:
-            output = get_stage_type(spec["type"]).func(context)
+            with StageDeadline(spec.get("timeout_s")):
+                output = get_stage_type(spec["type"]).func(context)
             json.dumps(output)
         except StageCancelled:
             run.status = StageRunStatus.CANCELLED
             _finish(run)
             raise JobCancelled() from None
+        except StageTimeout:
+            error = StageTimeout(f"exceeded its timeout of {spec['timeout_s']} s")
+            _fail(run, error, traceback.format_exc())
+            raise StageFailed(spec["name"], error, attempt=failures + 1, retries=spec.get("retries", 0)) from None
         except Exception as exc:
-            run.status = StageRunStatus.FAILED
-            run.error = f"{type(exc).__name__}: {exc}"
-            run.traceback = traceback.format_exc()
-            _finish(run)
-            raise StageFailed(spec["name"], exc) from exc
+            _fail(run, exc, traceback.format_exc())
+            raise StageFailed(spec["name"], exc, attempt=failures + 1, retries=spec.get("retries", 0)) from exc
         run.status = StageRunStatus.COMPLETED
         run.output = output
         _finish(run)
@@ -109,6 +123,13 @@ def execute_stages(job: Job) -> Any:
         if index + 1 < len(stages):
             progress.save(index + 1, 0.0, force=True)
     return previous
+
+
+def _fail(run: StageRun, error: BaseException, trace: str) -> None:
+    run.status = StageRunStatus.FAILED
+    run.error = _describe(error)
+    run.traceback = trace
+    _finish(run)
 
 
 def _finish(run: StageRun) -> None:

@@ -72,12 +72,16 @@ def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
 
 
 @transaction.atomic
-def pipeline_create(*, name: str, config: dict, description: str = "", created_by=None) -> Pipeline:
+def pipeline_create(
+    *, name: str, config: dict, description: str = "", is_active: bool = True, created_by=None
+) -> Pipeline:
     """Create a pipeline after validating its config."""
     errors = pipeline_config_errors(config)
     if errors:
         raise PipelineConfigError(errors)
-    pipeline = Pipeline.objects.create(name=name, description=description, config=config, created_by=created_by)
+    pipeline = Pipeline.objects.create(
+        name=name, description=description, config=config, is_active=is_active, created_by=created_by
+    )
     audit_record(app="pipelines", entity="pipeline", verb="create", resource_id=pipeline.name)
     return pipeline
 
@@ -107,3 +111,56 @@ def pipeline_ensure(*, name: str, config: dict, description: str = "") -> tuple[
         app="pipelines", entity="pipeline", verb="update", resource_id=name, details={"version": pipeline.version}
     )
     return pipeline, "updated"
+
+
+@transaction.atomic
+def pipeline_update(
+    *,
+    pipeline: Pipeline,
+    name: str | None = None,
+    description: str | None = None,
+    config: dict | None = None,
+    is_active: bool | None = None,
+) -> Pipeline:
+    """Change a pipeline; a changed config is validated and bumps `version`.
+
+    Jobs already submitted keep the config snapshot they were submitted with.
+    """
+    pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    changed = []
+    if config is not None and config != pipeline.config:
+        errors = pipeline_config_errors(config)
+        if errors:
+            raise PipelineConfigError(errors)
+        pipeline.config = config
+        pipeline.version += 1
+        changed += ["config", "version"]
+    for field, value in (("name", name), ("description", description), ("is_active", is_active)):
+        if value is not None and getattr(pipeline, field) != value:
+            setattr(pipeline, field, value)
+            changed.append(field)
+    if changed:
+        pipeline.save(update_fields=[*changed, "updated_at"])
+        audit_record(
+            app="pipelines",
+            entity="pipeline",
+            verb="update",
+            resource_id=pipeline.name,
+            details={"changed": changed, "version": pipeline.version},
+        )
+    return pipeline
+
+
+@transaction.atomic
+def pipeline_delete(*, pipeline: Pipeline) -> bool:
+    """Delete a pipeline, or deactivate it when jobs reference it; return whether it was deleted."""
+    if pipeline.jobs.exists():
+        if pipeline.is_active:
+            pipeline.is_active = False
+            pipeline.save(update_fields=["is_active", "updated_at"])
+        audit_record(app="pipelines", entity="pipeline", verb="deactivate", resource_id=pipeline.name)
+        return False
+    name = pipeline.name
+    pipeline.delete()
+    audit_record(app="pipelines", entity="pipeline", verb="delete", resource_id=name)
+    return True

@@ -6,11 +6,14 @@ from rest_framework.routers import DefaultRouter
 from accounts.api.views import ApiKeyViewSet, LoginView, RefreshView
 from audit.api.views import AuditLogViewSet
 from jobs.api.views import JobViewSet
+from pipelines.api.views import PipelineViewSet, StageTypeViewSet
 
 router = DefaultRouter()
 router.register("auth/api-keys", ApiKeyViewSet, basename="api-key")
 router.register("jobs", JobViewSet, basename="job")
 router.register("audit/logs", AuditLogViewSet, basename="audit-log")
+router.register("pipelines", PipelineViewSet, basename="pipeline")
+router.register("stages", StageTypeViewSet, basename="stage-type")
 
 urlpatterns = [
     path("auth/login/", LoginView.as_view(), name="auth-login"),
