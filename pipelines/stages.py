@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from collections import Counter
 from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from jobsite.outbound import safe_request
 
 from .registry import StageContext, stage
 
@@ -193,3 +200,150 @@ def quality_score(word_count: int, diversity: float, avg_sentence: float) -> flo
     else:
         readability = max(0.0, 1 - (avg_sentence - 25) / 50)
     return round(0.3 * length + 0.35 * variety + 0.35 * readability, 3)
+
+
+# --- paths into earlier data, http_request and transform ---------------------------
+
+
+class PathNotFound(LookupError):
+    """A path names no value in the job's input or the earlier stages' outputs."""
+
+
+def resolve_path(ctx: StageContext, path: str) -> Any:
+    """Return the value at dotted `path` in the job's data.
+
+    The first segment is `input` (the job's input), `previous` (the previous
+    stage's output), `outputs` (every earlier output, by stage name) or the name
+    of an earlier stage; the rest are keys, or indexes into lists
+    (`fetch.items.0.name`).
+    """
+    root, *keys = path.split(".")
+    roots = {"input": ctx.input, "previous": ctx.previous, "outputs": ctx.outputs}
+    if root in roots:
+        value = roots[root]
+    elif root in ctx.outputs:
+        value = ctx.outputs[root]
+    else:
+        raise PathNotFound(f"Path {path!r}: {root!r} is not input, previous, outputs or an earlier stage's name.")
+    for depth, key in enumerate(keys, start=1):
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isascii() and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            found = ".".join([root, *keys[: depth - 1]])
+            raise PathNotFound(f"Path {path!r}: {found} has no {key!r}.")
+    return value
+
+
+_PLACEHOLDER = re.compile(r"\{((?:input|previous|outputs)(?:\.[^{}]+)?)\}")
+
+
+def render_template(ctx: StageContext, template: str) -> str:
+    """Replace each `{input...}`, `{previous...}` or `{outputs...}` in `template` with str() of its value."""
+    return _PLACEHOLDER.sub(lambda match: str(resolve_path(ctx, match.group(1))), template)
+
+
+def _render_leaves(ctx: StageContext, value: Any) -> Any:
+    if isinstance(value, str):
+        return render_template(ctx, value)
+    if isinstance(value, list):
+        return [_render_leaves(ctx, item) for item in value]
+    if isinstance(value, dict):
+        return {key: _render_leaves(ctx, item) for key, item in value.items()}
+    return value
+
+
+class HTTPRequestFailed(Exception):
+    """The request timed out, could not connect, or got a status outside 2xx."""
+
+
+_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
+
+
+@stage(
+    "http_request",
+    params_schema={
+        "type": "object",
+        "properties": {
+            "url": {"type": "string", "minLength": 1},
+            "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "GET"},
+            "headers": {
+                "type": "object",
+                "propertyNames": {"pattern": _HEADER_NAME},
+                "additionalProperties": {"type": "string"},
+            },
+            "body": {},
+            "body_from": {"type": "string", "minLength": 1},
+            "timeout_s": {"type": "number", "minimum": 0.1, "maximum": 60, "default": 10},
+        },
+        "required": ["url"],
+        "additionalProperties": False,
+        "not": {"required": ["body", "body_from"]},
+    },
+)
+def http_request(ctx: StageContext):
+    """Send an HTTP request built from templates; output its status, headers and body."""
+    params = ctx.params
+    method = params.get("method", "GET")
+    url = render_template(ctx, params["url"])
+    headers = {name: render_template(ctx, value) for name, value in params.get("headers", {}).items()}
+    data = None
+    if "body" in params or "body_from" in params:
+        body = resolve_path(ctx, params["body_from"]) if "body_from" in params else _render_leaves(ctx, params["body"])
+        data = json.dumps(body).encode()
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
+    # Query strings often carry tokens: errors name the URL without one.
+    shown = urlunsplit(urlsplit(url)._replace(query="", fragment=""))
+    timeout = float(params.get("timeout_s", 10))
+    try:
+        response = safe_request(method, url, timeout=timeout, headers=headers, data=data)
+    except requests.Timeout:
+        raise HTTPRequestFailed(f"{method} {shown} timed out after {timeout:g} s.") from None
+    except requests.ConnectionError as exc:
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        raise HTTPRequestFailed(f"{method} {shown} could not connect: {reason or type(exc).__name__}.") from None
+    if not 200 <= response.status_code < 300:
+        raise HTTPRequestFailed(f"{method} {shown} returned HTTP {response.status_code} {response.reason}.")
+    try:
+        body = _response_body(response)
+    except json.JSONDecodeError as exc:
+        raise HTTPRequestFailed(f"{method} {shown} returned invalid JSON: {exc}.") from None
+    return {"status_code": response.status_code, "headers": dict(response.headers), "body": body}
+
+
+def _response_body(response: requests.Response) -> Any:
+    """The body as parsed JSON when its content type is JSON (None when empty), else as text.
+
+    Text is UTF-8 unless the Content-Type names a charset: requests would
+    otherwise assume ISO-8859-1 for any text/* type without one.
+    """
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return json.loads(response.content) if response.content.strip() else None
+    encoding = response.encoding if "charset=" in response.headers.get("Content-Type", "").lower() else "utf-8"
+    try:
+        return response.content.decode(encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return response.content.decode("utf-8", errors="replace")
+
+
+@stage(
+    "transform",
+    params_schema={
+        "type": "object",
+        "properties": {
+            "select": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {"type": "string", "minLength": 1},
+            },
+        },
+        "required": ["select"],
+        "additionalProperties": False,
+    },
+)
+def transform(ctx: StageContext):
+    """Build an object of values picked by path from the input and earlier outputs."""
+    return {name: resolve_path(ctx, path) for name, path in ctx.params["select"].items()}
