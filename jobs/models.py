@@ -159,3 +159,21 @@ class JobResult(models.Model):
     @property
     def is_file(self) -> bool:
         return bool(self.result_file)
+
+
+class WorkerProcess(models.Model):
+    """A Dramatiq worker process, as its heartbeat reports it."""
+
+    worker_id = models.CharField(max_length=255, unique=True, help_text="host:pid:boot id; prefixes `locked_by`.")
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+
+    def __str__(self):
+        return self.worker_id

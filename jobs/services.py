@@ -25,7 +25,7 @@ from audit.services import audit_record
 from pipelines.executor import JobCancelled, StageFailed, execute_stages
 from pipelines.models import Pipeline
 
-from .models import Job, JobResult, JobStatus
+from .models import Job, JobResult, JobStatus, WorkerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +73,46 @@ WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.
 RUNNING_STATUSES = [JobStatus.PROCESSING, JobStatus.CANCELLING]
 
 
+_process: dict[str, Any] = {}
+
+
+def process_id() -> str:
+    """Identify this worker process: host, pid and a boot id (pids are reused)."""
+    if _process.get("pid") != os.getpid():
+        _process.update(pid=os.getpid(), id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    return _process["id"]
+
+
 def worker_id() -> str:
-    """Identify this worker thread in `locked_by`: host, process and thread."""
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+    """Identify this worker thread in `locked_by`: `<process id>/<thread name>`."""
+    return f"{process_id()}/{threading.current_thread().name}"
+
+
+def worker_beat(*, queues: list[str]) -> int:
+    """Record this worker process as alive and refresh the heartbeat of every job it holds.
+
+    Returns the number of jobs whose heartbeat was refreshed.
+    """
+    now = timezone.now()
+    WorkerProcess.objects.update_or_create(
+        worker_id=process_id(),
+        defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues, "last_seen_at": now},
+        create_defaults={
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": queues,
+            "started_at": now,
+            "last_seen_at": now,
+        },
+    )
+    return Job.objects.filter(locked_by__startswith=f"{process_id()}/", status__in=RUNNING_STATUSES).update(
+        heartbeat_at=now
+    )
+
+
+def worker_stopped() -> None:
+    """Record that this worker process shut down."""
+    WorkerProcess.objects.filter(worker_id=process_id()).update(stopped_at=timezone.now())
 
 
 def _input_errors(pipeline: Pipeline, input_data: Any) -> list[str]:
@@ -188,6 +225,23 @@ def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
             Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.PENDING, queued_at=None)
         return False
     return True
+
+
+def job_resend(*, job: Job) -> bool:
+    """Send a queued, scheduled or retrying job's message again; return whether this call sent it.
+
+    `queued_at` records the send, and only the caller whose conditional update
+    moved it sends, so concurrent recoveries send once. A duplicate message is
+    harmless: only one can claim the job.
+    """
+    now = timezone.now()
+    moved = Job.objects.filter(pk=job.pk, status=job.status, queued_at=job.queued_at).update(queued_at=now)
+    if not moved:
+        return False
+    delay_ms = None
+    if job.status in (JobStatus.SCHEDULED, JobStatus.RETRYING) and job.run_at and job.run_at > now:
+        delay_ms = int((job.run_at - now).total_seconds() * 1000)
+    return _send(job.pk, delay_ms=delay_ms, priority=job.priority)
 
 
 def job_cancel(*, job_id: uuid.UUID) -> Job:

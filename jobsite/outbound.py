@@ -29,6 +29,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class UnsafeURL(ValueError):
     """The URL may not be requested: bad form, or its host is not a public address."""
 
+    retryable = False  # the same URL is refused again: a stage's retries would not help
+
 
 def is_public_address(ip: IPAddress) -> bool:
     """Whether `ip`, and any IPv4 address it embeds, is a globally routable unicast address.

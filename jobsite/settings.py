@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_dramatiq",
+    "dramatiq_crontab",
     "jobsite.broker",
     "accounts",
     "pipelines",
@@ -265,6 +266,13 @@ JOBSITE_API_SECRET = env.str("JOBSITE_API_SECRET", default="")
 # --- Jobs ----------------------------------------------------------------------
 
 JOB_STUCK_TIMEOUT_MINUTES = env.int("JOB_STUCK_TIMEOUT_MINUTES", default=15)
+# Workers beat this often; one silent for WORKER_DEAD_AFTER_SECONDS is gone and its jobs are recovered.
+WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=5)
+WORKER_DEAD_AFTER_SECONDS = env.int("WORKER_DEAD_AFTER_SECONDS", default=30)
+# Recovery runs this often (manage.py crontab); it also re-sends jobs the broker never got.
+JOB_RECOVERY_INTERVAL_SECONDS = env.int("JOB_RECOVERY_INTERVAL_SECONDS", default=10)
+# A pending job older than this was not handed to the broker (it was down): recovery re-sends it.
+JOB_OUTBOX_RESEND_SECONDS = env.int("JOB_OUTBOX_RESEND_SECONDS", default=5)
 JOB_ORPHAN_TIMEOUT_MINUTES = env.int("JOB_ORPHAN_TIMEOUT_MINUTES", default=15)
 JOB_DEFAULT_MAX_ATTEMPTS = env.int("JOB_DEFAULT_MAX_ATTEMPTS", default=3)
 JOB_INPUT_MAX_BYTES = env.int("JOB_INPUT_MAX_BYTES", default=1024 * 1024)
@@ -302,6 +310,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "jobs.middleware.JobHeartbeat",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]

@@ -20,14 +20,24 @@ logger = logging.getLogger(__name__)
 
 
 class StageFailed(Exception):
-    """A stage raised; `retryable` when the stage has retries left."""
+    """A stage raised; `retryable` when the stage has retries left and the error may pass.
+
+    An exception class with `retryable = False` (an unsafe URL, a missing path,
+    output that is not JSON) fails the job at once: retrying cannot help.
+    """
 
     def __init__(self, stage_name: str, error: BaseException, *, attempt: int, retries: int):
         super().__init__(f"Stage {stage_name!r} failed (attempt {attempt} of {retries + 1}): {_describe(error)}")
         self.stage_name = stage_name
         self.error = error
         self.attempt = attempt
-        self.retryable = attempt <= retries
+        self.retryable = attempt <= retries and getattr(error, "retryable", True)
+
+
+class StageOutputError(TypeError):
+    """The stage returned something JSON cannot encode."""
+
+    retryable = False
 
 
 class JobCancelled(Exception):
@@ -104,7 +114,10 @@ def execute_stages(job: Job) -> Any:
         try:
             with StageDeadline(spec.get("timeout_s")):
                 output = get_stage_type(spec["type"]).func(context)
-            json.dumps(output)
+            try:
+                json.dumps(output)
+            except (TypeError, ValueError) as exc:
+                raise StageOutputError(f"its output is not JSON: {exc}") from exc
         except StageCancelled:
             run.status = StageRunStatus.CANCELLED
             _finish(run)

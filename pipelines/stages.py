@@ -208,6 +208,8 @@ def quality_score(word_count: int, diversity: float, avg_sentence: float) -> flo
 class PathNotFound(LookupError):
     """A path names no value in the job's input or the earlier stages' outputs."""
 
+    retryable = False  # the same inputs give the same miss
+
 
 def resolve_path(ctx: StageContext, path: str) -> Any:
     """Return the value at dotted `path` in the job's data.

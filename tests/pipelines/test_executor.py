@@ -190,3 +190,12 @@ def test_cleanup_results_deletes_expired_results_and_their_files(db):
     call_command("cleanup_results", "--batch-size", "1", stdout=StringIO())
     assert list(JobResult.objects.values_list("job_id", flat=True)) == [fresh.pk]
     assert not __import__("os").path.exists(path)
+
+
+def test_errors_that_cannot_pass_are_not_retried(db, stub_broker):
+    job = _job([{"name": "odd", "type": "test_not_json", "retries": 3}])
+    job_run(job_id=str(job.pk))
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "(attempt 1 of 4): StageOutputError: its output is not JSON" in job.error_message
+    assert StageRun.objects.filter(job=job).count() == 1
