@@ -1,10 +1,14 @@
 """Reads of jobs shared by the API, the admin and the commands."""
 
-from django.db.models import QuerySet
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+from django.utils import timezone
 
 from jobsite.api.authentication import is_service
 
-from .models import Job
+from .models import Job, JobStatus, WorkerProcess
 
 
 def can_see_all_jobs(user) -> bool:
@@ -23,3 +27,32 @@ def job_list(*, user) -> QuerySet[Job]:
 def job_detail(*, user) -> QuerySet[Job]:
     """Like :func:`job_list`, with stage runs and the result row prefetched."""
     return job_list(user=user).select_related("result").prefetch_related("stage_runs")
+
+
+def job_counts_by_status() -> dict[str, int]:
+    """Every status with its number of jobs (zeros included)."""
+    counts = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))
+    return {status: counts.get(status, 0) for status in JobStatus.values}
+
+
+def oldest_waiting_job() -> Job | None:
+    """The job that has waited longest to start (pending or queued)."""
+    return (
+        Job.objects.filter(status__in=[JobStatus.PENDING, JobStatus.QUEUED])
+        .order_by("created_at")
+        .only("id", "status", "created_at", "queued_at")
+        .first()
+    )
+
+
+def live_workers(*, now=None) -> QuerySet[WorkerProcess]:
+    """Worker processes that beat within WORKER_DEAD_AFTER_SECONDS and have not stopped."""
+    now = now or timezone.now()
+    return WorkerProcess.objects.filter(
+        stopped_at__isnull=True, last_seen_at__gte=now - timedelta(seconds=settings.WORKER_DEAD_AFTER_SECONDS)
+    ).order_by("worker_id")
+
+
+def jobs_finished_since(since) -> int:
+    """How many jobs completed or failed since `since`."""
+    return Job.objects.filter(status__in=[JobStatus.COMPLETED, JobStatus.FAILED], completed_at__gte=since).count()

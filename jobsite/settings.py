@@ -314,6 +314,8 @@ DRAMATIQ_BROKER = {
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+# The scheduler (`manage.py crontab`) holds a lock here when set, so that only one of several runs.
+DRAMATIQ_CRONTAB = {"REDIS_URL": env.str("DRAMATIQ_CRONTAB_REDIS_URL", default="") or None}
 # The database broker: how long a consumer may hold a message without renewing
 # its lease before the message goes back to the queue, and how often it polls.
 DB_BROKER_LEASE_SECONDS = env.int("DB_BROKER_LEASE_SECONDS", default=60)

@@ -10,6 +10,7 @@ handler500 = "jobsite.api.errors.api_server_error"
 urlpatterns = [
     path("health", health.liveness, name="health"),
     path("health/db", health.database, name="health-db"),
+    path("health/queue", health.queue, name="health-queue"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("jobsite.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the web server and a Dramatiq worker together until Ctrl-C stops both.
+# Run the web server, a Dramatiq worker and the scheduler (periodic recovery)
+# together until Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -10,7 +11,7 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo
-  echo "Stopping web server and worker..."
+  echo "Stopping web server, worker and scheduler..."
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }
@@ -19,6 +20,8 @@ trap stop INT TERM EXIT
 "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload &
 pids+=($!)
 "$PY" manage.py rundramatiq --processes 1 --threads "$THREADS" &
+pids+=($!)
+"$PY" manage.py crontab &
 pids+=($!)
 
 cat <<MSG
@@ -31,7 +34,7 @@ Submit a job:
        -d '{"pipeline": "text-analysis", "input_data": {"html": "<p>Hello jobsite. Jobs run in the background.</p>"}}'
 
 Then follow it at /api/v1/jobs/<id>/ and fetch /api/v1/jobs/<id>/result/.
-Press Ctrl-C to stop both processes.
+Press Ctrl-C to stop all three processes.
 
 MSG
 # Stop everything as soon as either process exits.
