@@ -31,7 +31,9 @@ class JobHeartbeat(Middleware):
         self.thread = threading.Thread(target=self._run, name="jobsite-heartbeat", daemon=True)
         self.thread.start()
 
-    def before_worker_shutdown(self, broker, worker):
+    def after_worker_shutdown(self, broker, worker):
+        # After the worker threads finished or handed their jobs back: until
+        # then the jobs are still held and must keep their heartbeat.
         self.stopping.set()
         from django.db import connection
 
@@ -59,3 +61,29 @@ class JobHeartbeat(Middleware):
             if self.stopping.wait(interval):
                 break
         connection.close()
+
+
+class GracefulShutdown(Middleware):
+    """On shutdown, let running stages finish for `JOB_SHUTDOWN_GRACE_SECONDS`, then hand their jobs back.
+
+    Dramatiq stops taking messages and waits for its threads; a stage still
+    running when the grace period ends is interrupted, its job returns to the
+    queue (see jobs.services.job_hand_back) and another worker resumes it.
+    """
+
+    def __init__(self, grace_seconds: float | None = None):
+        self.grace_seconds = grace_seconds
+
+    def before_worker_shutdown(self, broker, worker):
+        from pipelines.deadline import InterruptibleStage
+
+        grace = settings.JOB_SHUTDOWN_GRACE_SECONDS if self.grace_seconds is None else self.grace_seconds
+
+        def hand_back():
+            count = InterruptibleStage.hand_back_all()
+            if count:
+                logger.warning("Grace period over: handing %d running job(s) back to the queue.", count)
+
+        timer = threading.Timer(grace, hand_back)
+        timer.daemon = True
+        timer.start()

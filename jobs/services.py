@@ -19,10 +19,11 @@ import jsonschema
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import audit_record
+from pipelines.deadline import JobHandBack
 from pipelines.executor import JobCancelled, StageFailed, execute_stages
 from pipelines.models import Pipeline
 
@@ -344,6 +345,8 @@ def job_run(*, job_id: str) -> Job | None:
         output = execute_stages(job)
     except JobCancelled:
         return job_mark_cancelled(job=job)
+    except JobHandBack:
+        return job_hand_back(job=job)
     except StageFailed as exc:
         if exc.retryable:
             return job_schedule_retry(job=job, failure=exc)
@@ -450,6 +453,29 @@ def _send(job_id, *, delay_ms: int | None, priority: int) -> bool:
         logger.exception("Could not send job %s to the broker; it will be re-sent.", job_id)
         return False
     return True
+
+
+def job_hand_back(*, job: Job) -> Job:
+    """Give a job back to the queue because its worker is shutting down.
+
+    The interrupted attempt does not count against `max_attempts`: the job did
+    nothing wrong. Another worker resumes it at the interrupted stage.
+    """
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
+            status=JobStatus.PENDING,
+            attempts=F("attempts") - 1,
+            locked_by="",
+            locked_at=None,
+            updated_at=timezone.now(),
+        )
+        if updated:
+            transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+    if not updated:
+        return job_mark_cancelled(job=job)
+    logger.info("Job %s handed back: the worker is shutting down.", job.pk)
+    job.refresh_from_db()
+    return job
 
 
 def job_mark_cancelled(*, job: Job) -> Job:

@@ -269,6 +269,8 @@ JOB_STUCK_TIMEOUT_MINUTES = env.int("JOB_STUCK_TIMEOUT_MINUTES", default=15)
 # Workers beat this often; one silent for WORKER_DEAD_AFTER_SECONDS is gone and its jobs are recovered.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=5)
 WORKER_DEAD_AFTER_SECONDS = env.int("WORKER_DEAD_AFTER_SECONDS", default=30)
+# On SIGTERM, running stages get this long to finish before their jobs are handed back to the queue.
+JOB_SHUTDOWN_GRACE_SECONDS = env.int("JOB_SHUTDOWN_GRACE_SECONDS", default=20)
 # Recovery runs this often (manage.py crontab); it also re-sends jobs the broker never got.
 JOB_RECOVERY_INTERVAL_SECONDS = env.int("JOB_RECOVERY_INTERVAL_SECONDS", default=10)
 # A pending job older than this was not handed to the broker (it was down): recovery re-sends it.
@@ -311,6 +313,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.CurrentMessage",
         "django_dramatiq.middleware.DbConnectionsMiddleware",
         "jobs.middleware.JobHeartbeat",
+        "jobs.middleware.GracefulShutdown",
     ],
 }
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]

@@ -50,3 +50,45 @@ class StageDeadline:
                 # Finished in the instant the timer fired: withdraw the pending exception.
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id), None)
         return False
+
+
+class JobHandBack(BaseException):
+    """The worker is shutting down: stop the stage and hand the job back to the queue.
+
+    A BaseException, so that a stage's own `except Exception` does not swallow it.
+    """
+
+
+class InterruptibleStage:
+    """Marks the current thread as running a stage that shutdown may interrupt.
+
+    `hand_back_running_stages()` raises JobHandBack in every such thread. As
+    with StageDeadline, an interruption that fires just as the stage returns is
+    withdrawn, so it never lands in the code that records the stage's result.
+    """
+
+    _threads: dict[int, bool] = {}
+    _lock = threading.Lock()
+
+    def __enter__(self):
+        self.ident = threading.get_ident()
+        with self._lock:
+            self._threads[self.ident] = False
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        with self._lock:
+            fired = self._threads.pop(self.ident, False)
+            if fired and exc_type is None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident), None)
+        return False
+
+    @classmethod
+    def hand_back_all(cls) -> int:
+        """Interrupt every running stage; return how many were interrupted."""
+        with cls._lock:
+            pending = [ident for ident, fired in cls._threads.items() if not fired]
+            for ident in pending:
+                cls._threads[ident] = True
+                raise_thread_exception(ident, JobHandBack)
+        return len(pending)

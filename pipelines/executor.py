@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from jobs.models import Job, JobStatus, StageRun, StageRunStatus
 
-from .deadline import StageDeadline, StageTimeout
+from .deadline import InterruptibleStage, JobHandBack, StageDeadline, StageTimeout
 from .registry import StageContext, get_stage_type
 from .stages import StageCancelled
 
@@ -112,7 +112,7 @@ def execute_stages(job: Job) -> Any:
             is_cancelled=cancellation,
         )
         try:
-            with StageDeadline(spec.get("timeout_s")):
+            with InterruptibleStage(), StageDeadline(spec.get("timeout_s")):
                 output = get_stage_type(spec["type"]).func(context)
             try:
                 json.dumps(output)
@@ -122,6 +122,9 @@ def execute_stages(job: Job) -> Any:
             run.status = StageRunStatus.CANCELLED
             _finish(run)
             raise JobCancelled() from None
+        except JobHandBack:
+            _fail(run, JobHandBack("interrupted: the worker is shutting down"), "")
+            raise
         except StageTimeout:
             error = StageTimeout(f"exceeded its timeout of {spec['timeout_s']} s")
             _fail(run, error, traceback.format_exc())

@@ -245,7 +245,51 @@ def test_heartbeat_middleware_beats_while_the_worker_runs_and_records_its_stop()
         time.sleep(0.3)
         assert WorkerProcess.objects.get(worker_id=process_id()).last_seen_at > first
     finally:
-        middleware.before_worker_shutdown(broker, None)
+        middleware.after_worker_shutdown(broker, None)
     middleware.thread.join(timeout=5)
     assert not middleware.thread.is_alive()
     assert WorkerProcess.objects.get(worker_id=process_id()).stopped_at is not None
+
+
+# -- graceful shutdown ----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shutdown_hands_a_running_stage_back_and_the_attempt_does_not_count(stub_broker):
+    from pipelines.deadline import InterruptibleStage
+    from tests.factories import PipelineFactory
+
+    pipeline = PipelineFactory(
+        config={"stages": [{"name": "a", "type": "echo"}, {"name": "nap", "type": "sleep", "params": {"seconds": 30}}]}
+    )
+    job = JobFactory(pipeline=pipeline, status=JobStatus.QUEUED)
+    from jobs.services import job_run
+
+    worker = threading.Thread(target=lambda: (job_run(job_id=str(job.pk)), connection.close()))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not StageRun.objects.filter(job=job, name="nap").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    assert InterruptibleStage.hand_back_all() == 1
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.QUEUED, 0, "")
+    nap = StageRun.objects.get(job=job, name="nap")
+    assert (nap.status, nap.error) == ("failed", "JobHandBack: interrupted: the worker is shutting down")
+    # The next run resumes at the interrupted stage: the first one is not run again.
+    Job.objects.filter(pk=job.pk).update(pipeline_config={**pipeline.config, "stages": [
+        {"name": "a", "type": "echo"}, {"name": "nap", "type": "sleep", "params": {"seconds": 0}}]})  # fmt: skip
+    job_run(job_id=str(job.pk))
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.COMPLETED, 1)
+    assert StageRun.objects.filter(job=job, name="a").count() == 1
+
+
+def test_hand_back_does_nothing_outside_a_stage():
+    from pipelines.deadline import InterruptibleStage
+
+    assert InterruptibleStage.hand_back_all() == 0
