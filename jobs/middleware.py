@@ -49,12 +49,16 @@ class JobHeartbeat(Middleware):
     def _run(self):
         from django.db import connection
 
-        from jobs.services import worker_beat
+        from audit.context import AuditContext, audit_context
+        from jobs.recovery import jobs_reclaim_dropped
+        from jobs.services import process_id, running_job_ids, worker_beat
 
         interval = self.interval or settings.WORKER_HEARTBEAT_SECONDS
         while True:
             try:
                 worker_beat(queues=self.queues)
+                with audit_context(AuditContext(source="system", name="heartbeat")):
+                    jobs_reclaim_dropped(process=process_id(), running=running_job_ids())
             except Exception:
                 logger.exception("Worker heartbeat failed")
                 connection.close()

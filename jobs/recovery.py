@@ -162,3 +162,31 @@ def _resend(job: Job, reason: str) -> bool:
         with transaction.atomic():
             audit_record(app="jobs", entity="job", verb="resend", resource_id=job.pk, details={"reason": reason})
     return sent
+
+
+def jobs_reclaim_dropped(*, process: str, running: set[str]) -> list[RecoveryAction]:
+    """Hand back jobs that `process` holds but none of its threads runs any more.
+
+    That happens when an error outside the job (the database going away) cut
+    a run short: the job would otherwise stay `processing` under a live
+    worker. Called by the worker's heartbeat.
+    """
+    now = timezone.now()
+    dropped = (
+        Job.objects.filter(locked_by__startswith=f"{process}/", status__in=RUNNING_STATUSES)
+        .exclude(pk__in=running)
+        .only("id", "status", "locked_by", "attempts", "max_attempts")
+    )
+    actions = []
+    for job in dropped:
+        reason = "its run was cut short by an error outside the job"
+        if job.status == JobStatus.CANCELLING:
+            action = "cancel"
+        elif job.attempts >= job.max_attempts:
+            action, reason = "fail", f"{reason}; {job.attempts} of {job.max_attempts} attempts spent"
+        else:
+            action = "requeue"
+        if _take_back(job, action, reason, now):
+            actions.append(RecoveryAction(str(job.pk), action, reason))
+            logger.warning("recovery: %s", actions[-1])
+    return actions

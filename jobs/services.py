@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -91,7 +91,7 @@ def worker_id() -> str:
 
 
 def worker_beat(*, queues: list[str]) -> int:
-    """Record this worker process as alive and refresh the heartbeat of every job it holds.
+    """Record this worker process as alive and refresh the heartbeat of every job it runs.
 
     Returns the number of jobs whose heartbeat was refreshed.
     """
@@ -107,9 +107,8 @@ def worker_beat(*, queues: list[str]) -> int:
             "last_seen_at": now,
         },
     )
-    return Job.objects.filter(locked_by__startswith=f"{process_id()}/", status__in=RUNNING_STATUSES).update(
-        heartbeat_at=now
-    )
+    held = Job.objects.filter(locked_by__startswith=f"{process_id()}/", status__in=RUNNING_STATUSES)
+    return held.filter(pk__in=running_job_ids()).update(heartbeat_at=now)
 
 
 def worker_stopped() -> None:
@@ -333,8 +332,33 @@ def job_claim(*, job_id: str, worker: str) -> Job | None:
     return job
 
 
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+def running_job_ids() -> set[str]:
+    """Ids of the jobs this process's threads are running right now."""
+    with _running_lock:
+        return set(_running)
+
+
 def job_run(*, job_id: str) -> Job | None:
-    """Claim a job, run its stages and record the outcome (the actor's body)."""
+    """Claim a job, run its stages and record the outcome (the actor's body).
+
+    While it runs, the job is in this process's running set: the heartbeat
+    refreshes only those, and hands back any job this process holds but no
+    longer runs (a database error cut its run short).
+    """
+    with _running_lock:
+        _running.add(str(job_id))
+    try:
+        return _job_run(job_id=job_id)
+    finally:
+        with _running_lock:
+            _running.discard(str(job_id))
+
+
+def _job_run(*, job_id: str) -> Job | None:
     worker = worker_id()
     job = job_claim(job_id=job_id, worker=worker)
     if job is None:
@@ -351,6 +375,10 @@ def job_run(*, job_id: str) -> Job | None:
         if exc.retryable:
             return job_schedule_retry(job=job, failure=exc)
         return job_fail(job=job, error=str(exc))
+    except DatabaseError:
+        # Not the job's fault: leave it held; the heartbeat hands it back once the database answers.
+        logger.exception("Job %s stopped by a database error; it will be handed back.", job.id)
+        raise
     except Exception as exc:
         logger.exception("Job %s crashed outside its stages.", job.id)
         return job_fail(job=job, error=f"{type(exc).__name__}: {exc}")

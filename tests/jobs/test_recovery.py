@@ -218,8 +218,24 @@ def test_two_concurrent_runs_act_on_each_job_once(stub_broker):
 # -- heartbeats -----------------------------------------------------------------------
 
 
-def test_worker_beat_records_the_process_and_refreshes_its_jobs(db):
-    mine = _held(worker=process_id(), beat=_ago(minutes=10))
+@pytest.fixture
+def running():
+    """Mark job ids as run by this process's threads, as job_run does."""
+    from jobs import services
+
+    added = []
+
+    def add(job):
+        services._running.add(str(job.pk))
+        added.append(str(job.pk))
+        return job
+
+    yield add
+    services._running.difference_update(added)
+
+
+def test_worker_beat_records_the_process_and_refreshes_the_jobs_it_runs(db, running):
+    mine = running(_held(worker=process_id(), beat=_ago(minutes=10)))
     other = _held(worker="elsewhere:9:xyz", beat=_ago(minutes=10))
     assert worker_beat(queues=["jobs"]) == 1
     mine.refresh_from_db()
@@ -230,11 +246,24 @@ def test_worker_beat_records_the_process_and_refreshes_its_jobs(db):
     assert worker.queues == ["jobs"]
 
 
+def test_a_job_held_but_no_longer_run_by_its_process_is_handed_back(db, sent, running):
+    from jobs.recovery import jobs_reclaim_dropped
+
+    dropped = _held(worker=process_id(), beat=_ago(seconds=2))
+    alive = running(_held(worker=process_id(), beat=_ago(seconds=2)))
+    elsewhere = _held(worker="elsewhere:9:xyz", beat=_ago(seconds=2))
+    actions = jobs_reclaim_dropped(process=process_id(), running={str(alive.pk)})
+    assert [(a.job_id, a.action) for a in actions] == [(str(dropped.pk), "requeue")]
+    for job, status in ((dropped, JobStatus.PENDING), (alive, JobStatus.PROCESSING), (elsewhere, JobStatus.PROCESSING)):
+        job.refresh_from_db()
+        assert job.status == status
+
+
 @pytest.mark.django_db(transaction=True)
-def test_heartbeat_middleware_beats_while_the_worker_runs_and_records_its_stop():
+def test_heartbeat_middleware_beats_while_the_worker_runs_and_records_its_stop(running):
     broker = dramatiq.get_broker()
     middleware = JobHeartbeat(interval=0.1)
-    job = _held(worker=process_id(), beat=_ago(minutes=10))
+    job = running(_held(worker=process_id(), beat=_ago(minutes=10)))
     middleware.after_worker_boot(broker, None)
     try:
         deadline = time.monotonic() + 5
