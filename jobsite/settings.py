@@ -316,7 +316,8 @@ DRAMATIQ_BROKER = {
         "jobs.middleware.GracefulShutdown",
     ],
 }
-DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
+# "tasks" finds dramatiq-crontab's own heartbeat actor, which its scheduler sends.
+DRAMATIQ_AUTODISCOVER_MODULES = ["actors", "tasks"]
 # The scheduler (`manage.py crontab`) holds a lock here when set, so that only one of several runs.
 DRAMATIQ_CRONTAB = {"REDIS_URL": env.str("DRAMATIQ_CRONTAB_REDIS_URL", default="") or None}
 # The database broker: how long a consumer may hold a message without renewing

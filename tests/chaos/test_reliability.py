@@ -1,0 +1,250 @@
+"""Chaos: killed workers, a Redis outage, a PostgreSQL restart, poison jobs, SIGTERM.
+
+Each test runs real gunicorn, Dramatiq worker and scheduler processes against
+a database of its own in the private PostgreSQL and the private Redis (never
+the shared servers), and checks the outcome in the database.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import suppress
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+import requests
+from django.conf import settings
+
+from tests.e2e.conftest import child_env, free_port, wait_until_healthy
+
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+HEADERS = {"X-API-Secret": settings.JOBSITE_API_SECRET}
+
+
+class Stack:
+    """The processes of one jobsite deployment on the private servers."""
+
+    def __init__(self, postgres, redis_server, tmp_path):
+        self.db_url = postgres.create_database(f"chaos_{uuid.uuid4().hex[:8]}")
+        redis.Redis.from_url(redis_server.url).flushall()
+        self.env = child_env(
+            DATABASE_URL=self.db_url,
+            DRAMATIQ_BROKER_URL=redis_server.url,
+            CONN_MAX_AGE="0",
+            WORKER_HEARTBEAT_SECONDS="1",
+            WORKER_DEAD_AFTER_SECONDS="3",
+            JOB_RECOVERY_INTERVAL_SECONDS="2",
+            JOB_OUTBOX_RESEND_SECONDS="2",
+            JOB_SHUTDOWN_GRACE_SECONDS="1",
+            MEDIA_ROOT=str(tmp_path / "media"),
+        )
+        self.logs = tmp_path
+        self.procs: list[subprocess.Popen] = []
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True, timeout=180)
+        subprocess.run(
+            [sys.executable, "manage.py", "install_demo_pipelines"],
+            cwd=ROOT, env=self.env, check=True, timeout=60, capture_output=True,
+        )  # fmt: skip
+
+    def _spawn(self, name, args):
+        log = open(self.logs / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def web(self):
+        port = free_port()
+        proc = self._spawn("web", [BIN / "gunicorn", "jobsite.wsgi:application", "-b", f"127.0.0.1:{port}",
+                                   "-w", "2", "--threads", "4"])  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(self.url, proc)
+        return proc
+
+    def worker(self, threads=4):
+        return self._spawn("worker", [sys.executable, "manage.py", "rundramatiq", "-p", "1", "-t", str(threads)])
+
+    def scheduler(self):
+        return self._spawn("scheduler", [sys.executable, "manage.py", "crontab"])
+
+    def signal(self, proc, sig):
+        """Signal a process and everything it started (a worker's master and its children)."""
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+    def stop_all(self):
+        for proc in self.procs:
+            self.signal(proc, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.signal(proc, signal.SIGKILL)
+                proc.wait()
+
+    def query(self, sql, *params):
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def pipeline(self, name, stages, max_attempts=3):
+        response = requests.post(
+            f"{self.url}/api/v1/pipelines/",
+            json={"name": name, "config": {"stages": stages, "max_attempts": max_attempts}},
+            headers=HEADERS, timeout=10,
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+
+    def submit(self, pipeline, **input_data):
+        return requests.post(
+            f"{self.url}/api/v1/jobs/", json={"pipeline": pipeline, "input_data": input_data}, headers=HEADERS,
+            timeout=15,
+        )  # fmt: skip
+
+    def status(self, job_id):
+        return self.query("SELECT status FROM jobs_job WHERE id = %s", job_id)[0][0]
+
+    def wait(self, predicate, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; logs in {self.logs}")
+
+    def stage_running(self, job_id, stage, attempt=1):
+        return bool(self.query(
+            "SELECT 1 FROM jobs_stagerun WHERE job_id = %s AND name = %s AND attempt = %s AND status = 'running'",
+            job_id, stage, attempt,
+        ))  # fmt: skip
+
+
+@pytest.fixture
+def stack(private_postgres, private_redis, tmp_path):
+    stack = Stack(private_postgres, private_redis, tmp_path)
+    yield stack
+    stack.stop_all()
+
+
+def test_kill_9_mid_second_stage_then_recovery_completes_the_job(stack, capsys):
+    stack.web()
+    worker = stack.worker()
+    stack.scheduler()
+    stack.pipeline("three", [{"name": "first", "type": "echo"},
+                             {"name": "second", "type": "sleep", "params": {"seconds": 4}},
+                             {"name": "third", "type": "echo"}])  # fmt: skip
+    job_id = stack.submit("three", n=1).json()["id"]
+    stack.wait(lambda: stack.stage_running(job_id, "second"), 30, "the second stage to start")
+
+    stack.signal(worker, signal.SIGKILL)
+    killed_at = time.time()
+    stack.worker()  # the replacement a supervisor would start
+    stack.wait(lambda: stack.stage_running(job_id, "second", attempt=2) or stack.status(job_id) == "completed",
+               60, "the job to run again")  # fmt: skip
+    running_again = time.time() - killed_at
+    stack.wait(lambda: stack.status(job_id) == "completed", 60, "the job to complete")
+
+    runs = stack.query("SELECT name, status FROM jobs_stagerun WHERE job_id = %s ORDER BY index, attempt", job_id)
+    assert runs == [("first", "completed"), ("second", "failed"), ("second", "completed"), ("third", "completed")]
+    assert stack.query("SELECT attempts FROM jobs_job WHERE id = %s", job_id)[0][0] == 2
+    with capsys.disabled():
+        print(f"\n[chaos] worker killed -> job running again in {running_again:.1f} s")
+
+
+def test_redis_outage_while_1000_jobs_are_submitted_loses_nothing(stack, private_redis):
+    stack.web()
+    stack.worker(threads=8)
+    stack.scheduler()
+    stack.pipeline("quick", [{"name": "only", "type": "echo"}])
+    private_redis.stop()
+    statuses: list[int] = []
+    ids: list[str] = []
+
+    def submit_all():
+        for n in range(1000):
+            response = stack.submit("quick", n=n)
+            statuses.append(response.status_code)
+            if response.status_code == 201:
+                ids.append(response.json()["id"])
+            time.sleep(0.02)
+
+    submitter = threading.Thread(target=submit_all)
+    submitter.start()
+    time.sleep(30)
+    private_redis.start()
+    submitter.join(timeout=120)
+
+    assert set(statuses) <= {201, 503}, sorted(set(statuses))
+    assert statuses.count(201) == len(ids) >= 900
+    stack.wait(
+        lambda: stack.query("SELECT count(*) FROM jobs_job WHERE status = 'completed'")[0][0] == len(ids),
+        180, "every accepted job to complete",
+    )  # fmt: skip
+
+
+def test_postgres_restart_while_200_jobs_are_processing(stack, private_postgres):
+    stack.web()
+    stack.worker(threads=8)
+    stack.scheduler()
+    stack.pipeline("steady", [{"name": "a", "type": "sleep", "params": {"seconds": 0.5}},
+                              {"name": "b", "type": "echo"}])  # fmt: skip
+    ids = [stack.submit("steady", n=n).json()["id"] for n in range(200)]
+    stack.wait(lambda: stack.query("SELECT count(*) FROM jobs_job WHERE status = 'processing'")[0][0] >= 4,
+               60, "jobs to be processing")  # fmt: skip
+
+    private_postgres.restart()
+
+    def finished():
+        return stack.query("SELECT count(*) FROM jobs_job WHERE status IN ('completed', 'failed')")[0][0] == len(ids)
+
+    stack.wait(finished, 240, "every job to finish")
+    assert stack.query("SELECT status, count(*) FROM jobs_job GROUP BY status") == [("completed", 200)]
+    without_result = stack.query(
+        "SELECT count(*) FROM jobs_job j LEFT JOIN jobs_jobresult r ON r.job_id = j.id WHERE r.job_id IS NULL"
+    )[0][0]
+    assert without_result == 0
+
+
+def test_poison_job_fails_after_max_attempts(stack):
+    stack.web()
+    stack.scheduler()
+    stack.pipeline("poison", [{"name": "crash", "type": "sleep", "params": {"seconds": 30}}], max_attempts=2)
+    job_id = stack.submit("poison").json()["id"]
+    for attempt in (1, 2):
+        worker = stack.worker()
+        stack.wait(lambda a=attempt: stack.stage_running(job_id, "crash", attempt=a), 60, f"attempt {attempt}")
+        stack.signal(worker, signal.SIGKILL)  # the job "kills its worker"
+    stack.worker()  # the replacement a supervisor would start runs the recovery
+    stack.wait(lambda: stack.status(job_id) == "failed", 60, "the poison job to fail")
+    error, attempts = stack.query("SELECT error_message, attempts FROM jobs_job WHERE id = %s", job_id)[0]
+    assert attempts == 2
+    assert error.startswith("Worker lost: worker gone") and error.endswith("2 of 2 attempts spent")
+
+
+def test_sigterm_during_a_long_stage_hands_the_job_back_and_it_completes_once(stack):
+    stack.web()
+    stack.scheduler()
+    stack.pipeline("long", [{"name": "prep", "type": "echo"},
+                            {"name": "nap", "type": "sleep", "params": {"seconds": 5}}])  # fmt: skip
+    first = stack.worker()
+    job_id = stack.submit("long").json()["id"]
+    stack.wait(lambda: stack.stage_running(job_id, "nap"), 30, "the long stage to start")
+
+    first.send_signal(signal.SIGTERM)  # to the master only, as `docker stop` does; it tells its workers
+    first.wait(timeout=30)
+    assert stack.status(job_id) in ("pending", "queued")
+    stack.worker()
+    stack.wait(lambda: stack.status(job_id) == "completed", 60, "the job to complete")
+
+    runs = stack.query("SELECT name, status FROM jobs_stagerun WHERE job_id = %s ORDER BY index, attempt", job_id)
+    assert runs == [("prep", "completed"), ("nap", "failed"), ("nap", "completed")]
+    assert stack.query("SELECT attempts FROM jobs_job WHERE id = %s", job_id)[0][0] == 1
+    assert stack.query("SELECT count(*) FROM jobs_jobresult WHERE job_id = %s", job_id)[0][0] == 1
