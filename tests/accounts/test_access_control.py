@@ -47,6 +47,16 @@ ENDPOINTS = {
     "api_keys.list": ("get", "/api/v1/auth/api-keys/", None),
     "api_keys.create": ("post", "/api/v1/auth/api-keys/", {"name": "ci"}),
     "api_keys.revoke": ("delete", "/api/v1/auth/api-keys/{key}/", None),
+    "pipelines.list": ("get", "/api/v1/pipelines/", None),
+    "pipelines.detail": ("get", "/api/v1/pipelines/sample_task/", None),
+    "pipelines.create": (
+        "post",
+        "/api/v1/pipelines/",
+        {"name": "new-one", "config": {"stages": [{"name": "a", "type": "echo"}]}},
+    ),
+    "pipelines.update": ("patch", "/api/v1/pipelines/sample_task/", {"description": "changed"}),
+    "pipelines.delete": ("delete", "/api/v1/pipelines/text-analysis/", None),
+    "stages.list": ("get", "/api/v1/stages/", None),
     "audit.list": ("get", "/api/v1/audit/logs/", None),
     "audit.detail": ("get", "/api/v1/audit/logs/{audit}/", None),
 }
@@ -144,6 +154,16 @@ EXPECTED["jobs.batch"] = EXPECTED["jobs.validate"]
 MANAGERS = {"operator": 409, "service": 409}
 for _endpoint in ("jobs.cancel", "jobs.delete", "jobs.retry"):
     EXPECTED[_endpoint] = {**UNAUTHENTICATED, **{p: 403 for p in PRINCIPALS[6:] if p not in MANAGERS}, **MANAGERS}
+
+# Pipelines: everyone signed in reads them (a key needs no particular scope); operators write.
+READERS = {p: 200 for p in PRINCIPALS[6:]}
+EXPECTED["pipelines.list"] = EXPECTED["pipelines.detail"] = EXPECTED["stages.list"] = {**UNAUTHENTICATED, **READERS}
+WRITERS = {"operator", "service"}
+for _endpoint, _ok in (("pipelines.create", 201), ("pipelines.update", 200), ("pipelines.delete", 204)):
+    EXPECTED[_endpoint] = {
+        **UNAUTHENTICATED,
+        **{p: (_ok if p in WRITERS else 403) for p in PRINCIPALS[6:]},
+    }
 
 AUDIT_READERS = {"auditor": 200, "service": 200}
 for _endpoint in ("audit.list", "audit.detail"):
