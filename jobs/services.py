@@ -385,6 +385,19 @@ def _job_run(*, job_id: str) -> Job | None:
     return job_complete(job=job, output=output)
 
 
+def _finish_held(job: Job, from_statuses, to_status: str, *, now: datetime, **fields) -> int:
+    """Finish a job this worker still holds (its status and lock unchanged); return 1 if it did."""
+    return Job.objects.filter(pk=job.pk, status__in=from_statuses, locked_by=job.locked_by).update(
+        status=to_status,
+        completed_at=now,
+        duration_ms=_duration_ms(job, now),
+        locked_by="",
+        locked_at=None,
+        updated_at=now,
+        **fields,
+    )
+
+
 def _duration_ms(job: Job, end: datetime) -> int | None:
     return max(0, round((end - job.started_at).total_seconds() * 1000)) if job.started_at else None
 
@@ -411,16 +424,7 @@ def job_complete(*, job: Job, output: Any) -> Job:
     now = timezone.now()
     result = _result_for(job, output, now)
     with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, status__in=RUNNING_STATUSES, locked_by=job.locked_by).update(
-            status=JobStatus.COMPLETED,
-            completed_at=now,
-            duration_ms=_duration_ms(job, now),
-            progress=100.0,
-            error_message="",
-            locked_by="",
-            locked_at=None,
-            updated_at=now,
-        )
+        updated = _finish_held(job, RUNNING_STATUSES, JobStatus.COMPLETED, now=now, progress=100.0, error_message="")
         if not updated:
             logger.warning("Job %s was taken from this worker before it completed; result dropped.", job.pk)
             if result.result_file:
@@ -508,15 +512,7 @@ def job_hand_back(*, job: Job) -> Job:
 
 def job_mark_cancelled(*, job: Job) -> Job:
     """Finish a job its worker stopped on request (`cancelling` -> `cancelled`)."""
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk, status=JobStatus.CANCELLING, locked_by=job.locked_by).update(
-        status=JobStatus.CANCELLED,
-        completed_at=now,
-        duration_ms=_duration_ms(job, now),
-        locked_by="",
-        locked_at=None,
-        updated_at=now,
-    )
+    _finish_held(job, [JobStatus.CANCELLING], JobStatus.CANCELLED, now=timezone.now())
     job.refresh_from_db()
     logger.info("Job %s stopped on request: %s.", job.pk, job.status)
     return job
@@ -524,16 +520,7 @@ def job_mark_cancelled(*, job: Job) -> Job:
 
 def job_fail(*, job: Job, error: str) -> Job:
     """Mark the job `failed` with its error, if this worker still holds it."""
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk, status__in=RUNNING_STATUSES, locked_by=job.locked_by).update(
-        status=JobStatus.FAILED,
-        error_message=error[:10_000],
-        completed_at=now,
-        duration_ms=_duration_ms(job, now),
-        locked_by="",
-        locked_at=None,
-        updated_at=now,
-    )
+    _finish_held(job, RUNNING_STATUSES, JobStatus.FAILED, now=timezone.now(), error_message=error[:10_000])
     job.refresh_from_db()
     logger.info("Job %s failed: %s", job.pk, error)
     return job

@@ -253,7 +253,7 @@ def test_cleanup_audit_deletes_only_old_rows_in_batches(user):
 
     out = StringIO()
     call_command("cleanup_audit", "--older-than", "90d", "--dry-run", stdout=out)
-    assert "3 rows" in out.getvalue()
+    assert "dry run: 3 audit rows" in out.getvalue()
     assert AuditLog.objects.count() == 5
 
     out = StringIO()

@@ -4,8 +4,8 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from audit.context import command_context
-from audit.services import audit_purge_older_than, audit_record
+from audit.retention import run_purge
+from audit.services import audit_purge_older_than
 
 _AGE = re.compile(r"^(\d+)d$")
 
@@ -25,16 +25,13 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         cutoff = timezone.now() - timedelta(days=int(match[1]))
-        total = 0
-        with command_context("cleanup_audit"):
-            for count in audit_purge_older_than(cutoff=cutoff, batch_size=batch_size, dry_run=dry_run):
-                total += count
-                if not dry_run:
-                    self.stdout.write(f"deleted {count} rows ({total} so far)")
-            if dry_run:
-                self.stdout.write(f"dry run: {total} rows older than {cutoff:%Y-%m-%d %H:%M} would be deleted")
-                return
-            audit_record(
-                app="audit", entity="audit_log", verb="purge", details={"deleted": total, "cutoff": cutoff.isoformat()}
-            )
-        self.stdout.write(self.style.SUCCESS(f"Deleted {total} audit rows older than {cutoff:%Y-%m-%d %H:%M}."))
+        run_purge(
+            self,
+            name="cleanup_audit",
+            batches=lambda: audit_purge_older_than(cutoff=cutoff, batch_size=batch_size, dry_run=dry_run),
+            dry_run=dry_run,
+            noun=f"audit rows older than {cutoff:%Y-%m-%d %H:%M}",
+            app="audit",
+            entity="audit_log",
+            details={"cutoff": cutoff.isoformat()},
+        )

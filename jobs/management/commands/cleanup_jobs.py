@@ -4,8 +4,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from audit.context import command_context
-from audit.services import audit_record
+from audit.retention import run_purge
 from jobs.models import TERMINAL_STATUSES
 from jobs.services import jobs_purge
 
@@ -36,15 +35,13 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         cutoff = timezone.now() - timedelta(days=int(match[1]))
-        total = 0
-        with command_context("cleanup_jobs"):
-            batches = jobs_purge(cutoff=cutoff, statuses=statuses, batch_size=batch_size, dry_run=dry_run)
-            for count in batches:
-                total += count
-                if not dry_run:
-                    self.stdout.write(f"deleted {count} jobs ({total} so far)")
-            if dry_run:
-                self.stdout.write(f"dry run: {total} jobs ({', '.join(statuses)}) before {cutoff:%Y-%m-%d} would go")
-                return
-            audit_record(app="jobs", entity="job", verb="purge", details={"deleted": total, "statuses": statuses})
-        self.stdout.write(self.style.SUCCESS(f"Deleted {total} jobs finished before {cutoff:%Y-%m-%d %H:%M}."))
+        run_purge(
+            self,
+            name="cleanup_jobs",
+            batches=lambda: jobs_purge(cutoff=cutoff, statuses=statuses, batch_size=batch_size, dry_run=dry_run),
+            dry_run=dry_run,
+            noun=f"jobs ({', '.join(statuses)}) finished before {cutoff:%Y-%m-%d %H:%M}",
+            app="jobs",
+            entity="job",
+            details={"statuses": statuses, "cutoff": cutoff.isoformat()},
+        )

@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.context import command_context
-from audit.services import audit_record
+from audit.retention import run_purge
 from jobs.services import job_results_purge_expired
 
 
@@ -15,14 +14,13 @@ class Command(BaseCommand):
     def handle(self, *args, batch_size, dry_run, **options):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
-        total = 0
-        with command_context("cleanup_results"):
-            for count in job_results_purge_expired(batch_size=batch_size, dry_run=dry_run):
-                total += count
-                if not dry_run:
-                    self.stdout.write(f"deleted {count} results ({total} so far)")
-            if dry_run:
-                self.stdout.write(f"dry run: {total} expired results would be deleted")
-                return
-            audit_record(app="jobs", entity="job_result", verb="purge", details={"deleted": total})
-        self.stdout.write(self.style.SUCCESS(f"Deleted {total} expired results."))
+        run_purge(
+            self,
+            name="cleanup_results",
+            batches=lambda: job_results_purge_expired(batch_size=batch_size, dry_run=dry_run),
+            dry_run=dry_run,
+            noun="expired results",
+            app="jobs",
+            entity="job_result",
+            details={},
+        )
