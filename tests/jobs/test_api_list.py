@@ -13,27 +13,9 @@ from rest_framework.test import APIClient
 from jobs.models import Job, JobStatus
 from tests import credentials
 from tests.factories import JobFactory, PipelineFactory
+from tests.jobs.test_api import SUMMARY_FIELDS
 
 JOBS_URL = "/api/v1/jobs/"
-
-# The JobSummary of api.md, exactly.
-SUMMARY_FIELDS = {
-    "id",
-    "pipeline",
-    "status",
-    "priority",
-    "user_id",
-    "username",
-    "action",
-    "attempts",
-    "progress",
-    "created_at",
-    "queued_at",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_message",
-}
 PAGE_FIELDS = {"count", "count_estimated", "next", "previous", "results"}
 
 ALL_STATUSES = {
