@@ -8,6 +8,8 @@ finds them running. Tests that use them are marked `chaos`, and get a generous
 
 import pytest
 
+from tests.conftest import require_service
+
 from .servers import PrivatePostgres, PrivateRedis
 
 SERVER_FIXTURES = ("private_redis", "private_postgres")
@@ -27,10 +29,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.timeout(CHAOS_TIMEOUT))
 
 
+def _construct(kind, service):
+    """Build a private server; without its binaries, skip (or fail when the run requires the service)."""
+    try:
+        return kind()
+    except RuntimeError as exc:  # the binaries or the postgres user are missing
+        require_service(service, str(exc))
+
+
 @pytest.fixture(scope="session")
 def private_redis():
     """A running redis-server of the tests' own (never the shared 6379); `.url` for clients."""
-    server = PrivateRedis()
+    server = _construct(PrivateRedis, "redis")
     with server:
         yield server
 
@@ -38,7 +48,7 @@ def private_redis():
 @pytest.fixture(scope="session")
 def private_postgres():
     """A running PostgreSQL cluster of the tests' own (never the shared 5432); `.url(db)` for clients."""
-    server = PrivatePostgres()
+    server = _construct(PrivatePostgres, "postgres")
     with server:
         yield server
 

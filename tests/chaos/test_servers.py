@@ -4,7 +4,8 @@ import psycopg
 import pytest
 import redis
 
-from .servers import SHARED_PORTS, PrivatePostgres, PrivateRedis, free_port
+from .conftest import _construct
+from .servers import SHARED_PORTS, PrivatePostgres, PrivateRedis, _check_port, free_port
 
 pytestmark = pytest.mark.chaos
 
@@ -17,8 +18,9 @@ def _rows(url: str) -> list:
 def test_free_port_is_bindable_and_not_shared():
     port = free_port()
     assert port not in SHARED_PORTS
-    with pytest.raises(ValueError, match="shared"):
-        PrivateRedis(port=6379)
+    for shared in (6379, 5432):
+        with pytest.raises(ValueError, match="shared"):
+            _check_port(shared)
 
 
 def test_redis_serves_and_comes_back_empty_after_restart(private_redis):
@@ -50,7 +52,7 @@ def test_redis_kill_then_start_on_the_same_port(private_redis):
 
 
 def test_redis_as_context_manager_cleans_up():
-    with PrivateRedis() as server:
+    with _construct(PrivateRedis, "redis") as server:
         assert redis.Redis.from_url(server.url).ping()
         directory = server.dir
     assert not server.running
@@ -111,7 +113,7 @@ def test_revived_servers_are_running(private_redis, private_postgres):
 
 
 def test_postgres_as_context_manager_removes_its_temp_dir():
-    server = PrivatePostgres()
+    server = _construct(PrivatePostgres, "postgres")
     directory = server.dir
     with server:
         assert server.running
