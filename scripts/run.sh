@@ -17,11 +17,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$PY" manage.py runserver "127.0.0.1:$PORT" --noreload &
+# Each in a session of its own, so that Ctrl-C reaches only this script, which
+# then stops each one with SIGTERM: the worker's graceful shutdown applies.
+setsid "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload &
 pids+=($!)
-"$PY" manage.py rundramatiq --processes 1 --threads "$THREADS" &
+setsid "$PY" manage.py rundramatiq --processes 1 --threads "$THREADS" &
 pids+=($!)
-"$PY" manage.py crontab &
+setsid "$PY" manage.py crontab &
 pids+=($!)
 
 cat <<MSG
