@@ -301,9 +301,9 @@ def job_claim(*, job_id: str, worker: str) -> Job | None:
     """
     now = timezone.now()
     with transaction.atomic():
-        jobs = Job.objects.filter(pk=job_id)
+        jobs = Job.objects.filter(pk=job_id).select_related("pipeline")
         if connection.features.has_select_for_update_skip_locked:
-            jobs = jobs.select_for_update(skip_locked=True)
+            jobs = jobs.select_for_update(skip_locked=True, of=("self",))
         job = jobs.first()
         if job is None:
             return None
@@ -432,7 +432,7 @@ def job_complete(*, job: Job, output: Any) -> Job:
             job.refresh_from_db()
             return job
         JobResult.objects.filter(job=job).delete()
-        result.save()
+        result.save(force_insert=True)
     job.refresh_from_db()
     logger.info("Job %s completed in %s ms.", job.pk, job.duration_ms)
     return job
