@@ -96,16 +96,9 @@ def worker_beat(*, queues: list[str]) -> int:
     Returns the number of jobs whose heartbeat was refreshed.
     """
     now = timezone.now()
+    seen = {"hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues, "last_seen_at": now}
     WorkerProcess.objects.update_or_create(
-        worker_id=process_id(),
-        defaults={"hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues, "last_seen_at": now},
-        create_defaults={
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": queues,
-            "started_at": now,
-            "last_seen_at": now,
-        },
+        worker_id=process_id(), defaults=seen, create_defaults={**seen, "started_at": now}
     )
     held = Job.objects.filter(locked_by__startswith=f"{process_id()}/", status__in=RUNNING_STATUSES)
     return held.filter(pk__in=running_job_ids()).update(heartbeat_at=now)
