@@ -47,11 +47,28 @@ def _locked(job_id, **conditions):
     return jobs.first()
 
 
+HELD_FIELDS = ("id", "status", "locked_by", "heartbeat_at", "locked_at", "updated_at", "attempts", "max_attempts")
+
+
+def _owner(job: Job) -> str:
+    """The worker process holding the job (`locked_by` is `<process id>/<thread>`)."""
+    return job.locked_by.split("/")[0]
+
+
+def _recovery_action(job: Job, reason: str, *, on_stuck: str = "requeue") -> tuple[str, str]:
+    """What to do with a held job nothing will finish, and the reason to record."""
+    if job.status == JobStatus.CANCELLING:
+        return "cancel", reason
+    if job.attempts >= job.max_attempts:
+        return "fail", f"{reason}; {job.attempts} of {job.max_attempts} attempts spent"
+    return ("fail" if on_stuck == "fail" else "requeue"), reason
+
+
 def _abandoned_reason(job: Job, now: datetime, stuck_timeout: timedelta, workers: dict) -> str | None:
     """Why nothing will finish this held job, or None while it looks alive."""
     beat = job.heartbeat_at or job.locked_at or job.updated_at
     age = now - beat
-    worker = workers.get(job.locked_by.split("/")[0])
+    worker = workers.get(_owner(job))
     dead_after = timedelta(seconds=settings.WORKER_DEAD_AFTER_SECONDS)
     if worker is not None and worker.stopped_at and worker.stopped_at < now - timedelta(seconds=1):
         return f"worker {worker.worker_id} stopped"
@@ -86,24 +103,14 @@ def jobs_recover(
     orphan_timeout = orphan_timeout or timedelta(minutes=settings.JOB_ORPHAN_TIMEOUT_MINUTES)
     actions: list[RecoveryAction] = []
 
-    held = list(Job.objects.filter(status__in=RUNNING_STATUSES).only("id", "status", "locked_by", "heartbeat_at",
-                                                                      "locked_at", "updated_at", "attempts",
-                                                                      "max_attempts"))  # fmt: skip
-    workers = {
-        w.worker_id: w for w in WorkerProcess.objects.filter(worker_id__in={j.locked_by.split("/")[0] for j in held})
-    }
+    held = list(Job.objects.filter(status__in=RUNNING_STATUSES).only(*HELD_FIELDS))
+    owners = {_owner(job) for job in held}
+    workers = {w.worker_id: w for w in WorkerProcess.objects.filter(worker_id__in=owners)}
     for job in held:
         reason = _abandoned_reason(job, now, stuck_timeout, workers)
         if reason is None:
             continue
-        if job.status == JobStatus.CANCELLING:
-            action = "cancel"
-        elif on_stuck == "fail" or job.attempts >= job.max_attempts:
-            action = "fail"
-            if job.attempts >= job.max_attempts:
-                reason += f"; {job.attempts} of {job.max_attempts} attempts spent"
-        else:
-            action = "requeue"
+        action, reason = _recovery_action(job, reason, on_stuck=on_stuck)
         if dry_run or _take_back(job, action, reason, now):
             actions.append(RecoveryAction(str(job.pk), action, reason))
 
@@ -175,17 +182,11 @@ def jobs_reclaim_dropped(*, process: str, running: set[str]) -> list[RecoveryAct
     dropped = (
         Job.objects.filter(locked_by__startswith=f"{process}/", status__in=RUNNING_STATUSES)
         .exclude(pk__in=running)
-        .only("id", "status", "locked_by", "attempts", "max_attempts")
+        .only(*HELD_FIELDS)
     )
     actions = []
     for job in dropped:
-        reason = "its run was cut short by an error outside the job"
-        if job.status == JobStatus.CANCELLING:
-            action = "cancel"
-        elif job.attempts >= job.max_attempts:
-            action, reason = "fail", f"{reason}; {job.attempts} of {job.max_attempts} attempts spent"
-        else:
-            action = "requeue"
+        action, reason = _recovery_action(job, "its run was cut short by an error outside the job")
         if _take_back(job, action, reason, now):
             actions.append(RecoveryAction(str(job.pk), action, reason))
             logger.warning("recovery: %s", actions[-1])
