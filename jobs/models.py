@@ -60,13 +60,31 @@ class Job(models.Model):
     )
     webhook_url = models.URLField(max_length=2000, blank=True, default="")
     webhook_secret = models.CharField(max_length=255, blank=True, default="")
+    request_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="SHA-256 of the submission's canonical JSON: a reused idempotency key must repeat it.",
+    )
+    request_id = models.CharField(max_length=128, blank=True, default="", help_text="The API request that created it.")
+    traceparent = models.CharField(
+        max_length=55, blank=True, default="", help_text="W3C trace context of the request that created it."
+    )
+    debug_mode = models.BooleanField(
+        default=False, help_text="Keep every stage's output, the last one included, and a debug log."
+    )
     checkpoints_since = models.DateTimeField(
         null=True,
         blank=True,
         help_text="Saved stage outputs from before this time are not reused (set by a retry from the start).",
     )
     run_at = models.DateTimeField(null=True, blank=True)
-    locked_by = models.CharField(max_length=255, blank=True, default="")
+    locked_by = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The worker thread running the job; once it finishes, the one that ran its last attempt.",
+    )
     locked_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -122,6 +140,7 @@ class StageRun(models.Model):
     stage_type = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=StageRunStatus.choices, default=StageRunStatus.RUNNING)
     attempt = models.PositiveIntegerField(default=1, help_text="This stage's attempt number, from 1.")
+    job_attempt = models.PositiveIntegerField(default=1, help_text="The job's attempt (claim) that ran it.")
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
@@ -168,6 +187,7 @@ class WorkerProcess(models.Model):
     hostname = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()
     queues = models.JSONField(default=list)
+    threads = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField(db_index=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
@@ -177,3 +197,48 @@ class WorkerProcess(models.Model):
 
     def __str__(self):
         return self.worker_id
+
+
+class JobEventType(models.TextChoices):
+    CREATED = "job.created", "Created"
+    STARTED = "job.started", "Started"
+    RETRYING = "job.retrying", "Retrying"
+    COMPLETED = "job.completed", "Completed"
+    FAILED = "job.failed", "Failed"
+    CANCELLED = "job.cancelled", "Cancelled"
+
+
+TERMINAL_EVENTS = frozenset({JobEventType.COMPLETED, JobEventType.FAILED, JobEventType.CANCELLED})
+
+
+class JobEvent(models.Model):
+    """A change of a job's state, written in the same transaction as the change (the outbox).
+
+    Every transition writes one: it is the job's history and the source of its
+    webhook deliveries. `notify` is set when, at write time, someone listens
+    (the job's own `webhook_url` for a terminal event, or a subscription); those
+    rows wait with `dispatched_at` unset until the webhooks dispatcher has
+    turned them into deliveries.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events", db_index=False)
+    type = models.CharField(max_length=32, choices=JobEventType.choices)
+    data = models.JSONField(default=dict, blank=True, help_text="Facts of the change: attempt, worker, error, ...")
+    notify = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["job", "created_at"], name="job_event_job_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="job_event_undispatched_idx",
+                condition=models.Q(notify=True, dispatched_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.job_id} at {self.created_at:%Y-%m-%d %H:%M:%S.%f}"
