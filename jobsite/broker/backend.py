@@ -3,13 +3,25 @@
 It needs no Redis or RabbitMQ: the embedded default for a small deployment or a
 development machine. It works on SQLite (IMMEDIATE transactions serialise the
 fetch, WAL and a busy timeout keep the web process and the worker apart) and on
-PostgreSQL (`SELECT ... FOR UPDATE SKIP LOCKED`).
+PostgreSQL (one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)
+RETURNING` per fetch).
 
 Delivery is at least once. A consumer leases the rows it fetches and renews the
 lease while their messages are in flight; rows whose lease ran out (their
 consumer died) return to the queue. Delayed messages wait in the table until
 `available_at`, so no worker holds them in memory. A message's `priority` option
 (higher first) orders delivery within a queue.
+
+Because the messages live in the application's own database, an enqueue inside
+a transaction commits or rolls back with it (`enqueues_in_transaction`): a job
+and its message are written together.
+
+A consumer never sleeps on a fixed interval while work is possible: an ack
+that frees room in its prefetch window wakes it at once, and on PostgreSQL a
+`NOTIFY` sent with every enqueue wakes idle consumers of that queue (one
+listening connection per process). Otherwise an idle consumer looks every
+`poll_interval_ms` (on SQLite for new messages; everywhere for delayed ones
+coming due). Acks are collected and deleted in batches by the consumer.
 
 This module must not import models at import time: django-dramatiq builds the
 broker while the app registry is still loading.
@@ -33,11 +45,25 @@ from dramatiq.message import Message
 
 logger = logging.getLogger(__name__)
 
+NOTIFY_CHANNEL = "jobsite_broker"
+# The `priority` column is a smallint.
+PRIORITY_RANGE = range(-32768, 32768)
+# How long the listener waits on its connection before checking whether to stop.
+LISTEN_TIMEOUT_SECONDS = 1.0
 
-def _db_errors():
-    from django.db import DatabaseError
 
-    return DatabaseError
+def _transient_errors():
+    """Database errors that mean the connection or server is unavailable, not that the request is wrong."""
+    from django.db import InterfaceError, OperationalError
+
+    return (OperationalError, InterfaceError)
+
+
+def _checked_priority(message: Message) -> int:
+    priority = message.options.get("priority") or 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITY_RANGE:
+        raise ValueError(f"Message priority must be an integer from -32768 to 32767, not {priority!r}.")
+    return priority
 
 
 class DatabaseBroker(Broker):
@@ -47,7 +73,7 @@ class DatabaseBroker(Broker):
       middleware: see :class:`dramatiq.Broker`.
       database: the Django database alias to keep messages in.
       lease_seconds: how long a fetched message stays leased without renewal.
-      poll_interval_ms: how long an idle consumer waits between fetches.
+      poll_interval_ms: how long an idle consumer waits between fetches when it cannot be notified (SQLite).
     """
 
     def __init__(
@@ -66,11 +92,23 @@ class DatabaseBroker(Broker):
         self.lease_seconds = lease_seconds or getattr(settings, "DB_BROKER_LEASE_SECONDS", 60)
         self.poll_interval = (poll_interval_ms or getattr(settings, "DB_BROKER_POLL_INTERVAL_MS", 200)) / 1000
         self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        # Rows this broker has fetched and not yet acked, by queue: shared by the
+        # Rows this broker has fetched and not yet settled, by queue: shared by the
         # consumers of one queue, since Dramatiq may replace a consumer while its
         # messages are still being processed.
         self._in_flight: dict[str, set[int]] = {}
+        # Acked rows waiting for their consumer to delete them, by queue.
+        self._acked: dict[str, list[int]] = {}
         self._lock = threading.Lock()
+        # Signalled when an ack frees room or a notification says a queue has work;
+        # `_signalled` keeps a signal that came while no consumer was waiting.
+        self._wakeups: dict[str, threading.Condition] = {}
+        self._signalled: dict[str, bool] = {}
+        self._listener: _Listener | None = None
+
+    @property
+    def enqueues_in_transaction(self) -> bool:
+        """An enqueue made inside a transaction of the default database commits or rolls back with it."""
+        return self.database == "default"
 
     @property
     def messages(self):
@@ -78,9 +116,19 @@ class DatabaseBroker(Broker):
 
         return BrokerMessage.objects.using(self.database)
 
+    def _connection(self):
+        from django.db import connections
+
+        return connections[self.database]
+
+    def _is_postgresql(self) -> bool:
+        return self._connection().vendor == "postgresql"
+
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
         if queue_name not in self.queues:
             raise QueueNotFound(queue_name)
+        if self._is_postgresql():
+            self._start_listener()
         return _DatabaseConsumer(self, queue_name, prefetch, timeout)
 
     def declare_queue(self, queue_name: str) -> None:
@@ -89,34 +137,55 @@ class DatabaseBroker(Broker):
         self.emit_before("declare_queue", queue_name)
         self.queues.add(queue_name)
         self._in_flight.setdefault(queue_name, set())
+        self._acked.setdefault(queue_name, [])
+        self._wakeups.setdefault(queue_name, threading.Condition(self._lock))
+        self._signalled.setdefault(queue_name, False)
         self.emit_after("declare_queue", queue_name)
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        return self.enqueue_many([(message, delay)])[0]
+
+    def enqueue_many(self, messages: list[tuple[Message, int | None]]) -> list[Message]:
+        """Enqueue several messages with one multi-row insert (and one notification per queue)."""
+        from django.db import transaction
         from django.utils import timezone
 
-        queue_name = q_name(message.queue_name)
-        if queue_name not in self.queues:
-            raise QueueNotFound(queue_name)
-        message = message.copy(queue_name=queue_name)
-        message.options.pop("eta", None)
+        from .models import BrokerMessage
 
-        self.emit_before("enqueue", message, delay)
-        available_at = timezone.now()
-        if delay:
-            available_at += timedelta(milliseconds=delay)
-        try:
-            self.messages.create(
-                message_id=message.message_id,
-                queue_name=queue_name,
-                actor_name=message.actor_name,
-                priority=int(message.options.get("priority") or 0),
-                body=message.encode(),
-                available_at=available_at,
+        now = timezone.now()
+        rows, enqueued = [], []
+        for message, delay in messages:
+            queue_name = q_name(message.queue_name)
+            if queue_name not in self.queues:
+                raise QueueNotFound(queue_name)
+            message = message.copy(queue_name=queue_name)
+            message.options.pop("eta", None)
+            priority = _checked_priority(message)
+            self.emit_before("enqueue", message, delay)
+            rows.append(
+                BrokerMessage(
+                    message_id=message.message_id,
+                    queue_name=queue_name,
+                    actor_name=message.actor_name,
+                    priority=priority,
+                    body=message.encode(),
+                    available_at=now + timedelta(milliseconds=delay) if delay else now,
+                    enqueued_at=now,
+                )
             )
-        except _db_errors() as exc:
+            enqueued.append((message, delay))
+        try:
+            with transaction.atomic(using=self.database):
+                self.messages.bulk_create(rows)
+                if self._is_postgresql():
+                    with self._connection().cursor() as cursor:
+                        for queue_name in sorted({row.queue_name for row in rows}):
+                            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue_name])
+        except _transient_errors() as exc:
             raise ConnectionClosed(exc) from exc
-        self.emit_after("enqueue", message, delay)
-        return message
+        for message, delay in enqueued:
+            self.emit_after("enqueue", message, delay)
+        return [message for message, _ in enqueued]
 
     def get_declared_queues(self) -> set[str]:
         return self.queues.copy()
@@ -129,6 +198,12 @@ class DatabaseBroker(Broker):
 
     def flush_all(self) -> None:
         self.messages.filter(queue_name__in=self.queues).delete()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        super().close()
 
     def join(self, queue_name: str, *, timeout: int | None = None) -> None:
         """Wait until the queue holds no ready or leased message (tests only)."""
@@ -144,6 +219,16 @@ class DatabaseBroker(Broker):
                 raise QueueJoinTimeout(queue_name)
             time.sleep(self.poll_interval)
 
+    def prune_dead_letters(self, *, older_than: timedelta) -> int:
+        """Delete dead-lettered messages older than `older_than`; return how many."""
+        from django.utils import timezone
+
+        from .models import BrokerMessage
+
+        cutoff = timezone.now() - older_than
+        deleted, _ = self.messages.filter(state=BrokerMessage.State.DEAD, dead_at__lt=cutoff).delete()
+        return deleted
+
     # -- used by the consumers -------------------------------------------------
 
     def _track(self, queue_name: str, row_ids) -> None:
@@ -153,10 +238,88 @@ class DatabaseBroker(Broker):
     def _untrack(self, queue_name: str, row_ids) -> None:
         with self._lock:
             self._in_flight[queue_name].difference_update(row_ids)
+            self._signal(queue_name)
 
     def _tracked(self, queue_name: str) -> list[int]:
         with self._lock:
             return list(self._in_flight[queue_name])
+
+    def _room(self, queue_name: str, prefetch: int) -> int:
+        with self._lock:
+            return prefetch - len(self._in_flight[queue_name])
+
+    def _ack_later(self, queue_name: str, row_id: int) -> None:
+        with self._lock:
+            self._in_flight[queue_name].discard(row_id)
+            self._acked[queue_name].append(row_id)
+            self._signal(queue_name)
+
+    def _take_acked(self, queue_name: str) -> list[int]:
+        with self._lock:
+            acked, self._acked[queue_name] = self._acked[queue_name], []
+            return acked
+
+    def _give_back_acked(self, queue_name: str, row_ids: list[int]) -> None:
+        with self._lock:
+            self._acked[queue_name][:0] = row_ids
+
+    def _signal(self, queue_name: str) -> None:
+        # Called with the lock held.
+        self._signalled[queue_name] = True
+        self._wakeups[queue_name].notify_all()
+
+    def _wake(self, queue_name: str) -> None:
+        with self._lock:
+            if queue_name in self._wakeups:
+                self._signal(queue_name)
+
+    def _wait(self, queue_name: str, seconds: float) -> None:
+        """Sleep up to `seconds`, or until an ack or a notification concerns the queue.
+
+        A signal that came since the last wait ends this one at once, so none is lost.
+        """
+        with self._lock:
+            if not self._signalled.get(queue_name):
+                self._wakeups[queue_name].wait(seconds)
+            self._signalled[queue_name] = False
+
+    def _start_listener(self) -> None:
+        with self._lock:
+            if self._listener is None or not self._listener.is_alive():
+                self._listener = _Listener(self)
+                self._listener.start()
+
+
+class _Listener(threading.Thread):
+    """LISTENs on its own PostgreSQL connection and wakes the consumers of each notified queue."""
+
+    def __init__(self, broker: DatabaseBroker):
+        super().__init__(name="jobsite-broker-listener", daemon=True)
+        self.broker = broker
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        import psycopg
+
+        while not self.stopping.is_set():
+            try:
+                params = self.broker._connection().get_connection_params()
+                params.pop("cursor_factory", None)
+                params.pop("context", None)
+                params.pop("prepare_threshold", None)
+                with psycopg.connect(**params, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self.stopping.is_set():
+                        for notify in conn.notifies(timeout=LISTEN_TIMEOUT_SECONDS, stop_after=64):
+                            self.broker._wake(notify.payload)
+            except Exception:
+                if self.stopping.is_set():
+                    return
+                logger.warning("Broker notification listener lost its connection; reconnecting.", exc_info=True)
+                self.stopping.wait(1.0)
 
 
 class _DatabaseMessageProxy(MessageProxy):
@@ -173,38 +336,55 @@ class _DatabaseConsumer(Consumer):
         self.timeout = timeout / 1000
         self.buffer: deque[_DatabaseMessageProxy] = deque()
         self.next_housekeeping = 0.0
+        self.closed = False
+        self.listening = broker._is_postgresql()
 
     # Every database call is wrapped so that a lost connection surfaces as a
     # Dramatiq connection error: the worker then retries acks and restarts the
-    # consumer instead of crashing.
+    # consumer instead of crashing. A permanent error is raised as it is.
     def _call(self, fn, *args):
         from django.db import connections
 
         try:
             return fn(*args)
-        except _db_errors() as exc:
+        except _transient_errors() as exc:
             connections[self.broker.database].close()
             raise ConnectionClosed(exc) from exc
 
     def ack(self, message: _DatabaseMessageProxy) -> None:
-        self._call(self._finish, message, None)
+        """Settle a processed message: its row is deleted with the next batch of acks.
+
+        Until then it stays leased (never redelivered while this process
+        lives); a process that dies first has it redelivered after the lease,
+        which an idempotent actor shrugs off. A closed consumer deletes at once.
+        """
+        self.broker._ack_later(self.queue_name, message.row_id)
+        if self.closed:
+            self._call(self._flush_acks)
 
     def nack(self, message: _DatabaseMessageProxy) -> None:
-        self._call(self._finish, message, "dead")
+        self._call(self._dead_letter, [message.row_id])
 
-    def _finish(self, message: _DatabaseMessageProxy, outcome: str | None) -> None:
+    def _flush_acks(self) -> None:
+        row_ids = self.broker._take_acked(self.queue_name)
+        if not row_ids:
+            return
+        try:
+            self.broker.messages.filter(id__in=row_ids, consumer_id=self.broker.consumer_id).delete()
+        except Exception:
+            self.broker._give_back_acked(self.queue_name, row_ids)
+            raise
+
+    def _dead_letter(self, row_ids: list[int]) -> None:
         from django.utils import timezone
 
         from .models import BrokerMessage
 
-        mine = self.broker.messages.filter(id=message.row_id, consumer_id=self.broker.consumer_id)
-        if outcome == "dead":
-            done = mine.update(state=BrokerMessage.State.DEAD, dead_at=timezone.now(), lease_expires_at=None)
-        else:
-            done, _ = mine.delete()
-        self.broker._untrack(self.queue_name, [message.row_id])
-        if not done:
-            logger.warning("Message %s had lost its lease before it was settled.", message.message_id)
+        mine = self.broker.messages.filter(id__in=row_ids, consumer_id=self.broker.consumer_id)
+        done = mine.update(state=BrokerMessage.State.DEAD, dead_at=timezone.now(), lease_expires_at=None)
+        self.broker._untrack(self.queue_name, row_ids)
+        if done < len(row_ids):
+            logger.warning("%d message(s) had lost their lease before they were dead-lettered.", len(row_ids) - done)
 
     def requeue(self, messages) -> None:
         row_ids = [m.row_id for m in messages]
@@ -220,22 +400,27 @@ class _DatabaseConsumer(Consumer):
         self.broker._untrack(self.queue_name, row_ids)
 
     def close(self) -> None:
+        self.closed = True
         unhandled = [m.row_id for m in self.buffer]
         self.buffer.clear()
-        if unhandled:
-            try:
+        try:
+            self._call(self._flush_acks)
+            if unhandled:
                 self._call(self._release, unhandled)
-            except ConnectionClosed:
-                logger.warning("Could not release %d prefetched messages; their lease will expire.", len(unhandled))
+        except ConnectionClosed:
+            # Stop renewing their leases: they return to the queue when the lease runs out.
+            self.broker._untrack(self.queue_name, unhandled)
+            logger.warning("Could not release %d prefetched messages; their lease will expire.", len(unhandled))
 
     def __next__(self) -> _DatabaseMessageProxy | None:
         deadline = time.monotonic() + self.timeout
         while True:
+            self._call(self._flush_acks)
             if time.monotonic() >= self.next_housekeeping:
                 self._call(self._housekeeping)
             if self.buffer:
                 return self.buffer.popleft()
-            room = self.prefetch - len(self.broker._tracked(self.queue_name))
+            room = self.broker._room(self.queue_name, self.prefetch)
             if room > 0:
                 fetched = self._call(self._fetch, room)
                 if fetched:
@@ -244,7 +429,9 @@ class _DatabaseConsumer(Consumer):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            time.sleep(min(self.broker.poll_interval, remaining))
+            # Woken early by an ack freeing room, or (PostgreSQL) by a notification of new messages;
+            # the poll interval bounds the wait for delayed messages coming due.
+            self.broker._wait(self.queue_name, min(self.broker.poll_interval, remaining))
 
     def _housekeeping(self) -> None:
         """Renew the leases of in-flight rows and return expired leases to the queue."""
@@ -267,7 +454,53 @@ class _DatabaseConsumer(Consumer):
         self.next_housekeeping = time.monotonic() + self.broker.lease_seconds / 3
 
     def _fetch(self, limit: int) -> list[_DatabaseMessageProxy]:
-        from django.db import connections, transaction
+        rows = self._lease_postgresql(limit) if self.listening else self._lease_generic(limit)
+        if not rows:
+            return []
+        self.broker._track(self.queue_name, [row_id for row_id, _ in rows])
+        fetched, undecodable = [], []
+        for row_id, body in rows:
+            try:
+                fetched.append(_DatabaseMessageProxy(Message.decode(bytes(body)), row_id))
+            except Exception:
+                logger.exception(
+                    "Message row %s of queue %r cannot be decoded; dead-lettered.", row_id, self.queue_name
+                )
+                undecodable.append(row_id)
+        if undecodable:
+            self._dead_letter(undecodable)
+        return fetched
+
+    def _lease_postgresql(self, limit: int) -> list[tuple[int, bytes]]:
+        """Lease up to `limit` ready rows in one statement; return them in delivery order."""
+        from django.utils import timezone
+
+        now = timezone.now()
+        with self.broker._connection().cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE broker_message SET state = 'leased', consumer_id = %s, lease_expires_at = %s,
+                       deliveries = deliveries + 1
+                 WHERE id IN (SELECT id FROM broker_message
+                               WHERE queue_name = %s AND state = 'ready' AND available_at <= %s
+                               ORDER BY priority DESC, available_at, id
+                               LIMIT %s FOR UPDATE SKIP LOCKED)
+             RETURNING id, body, priority, available_at
+                """,
+                [
+                    self.broker.consumer_id,
+                    now + timedelta(seconds=self.broker.lease_seconds),
+                    self.queue_name,
+                    now,
+                    limit,
+                ],
+            )
+            rows = cursor.fetchall()
+        rows.sort(key=lambda row: (-row[2], row[3], row[0]))
+        return [(row_id, body) for row_id, body, _, _ in rows]
+
+    def _lease_generic(self, limit: int) -> list[tuple[int, bytes]]:
+        from django.db import transaction
         from django.db.models import F
         from django.utils import timezone
 
@@ -281,18 +514,12 @@ class _DatabaseConsumer(Consumer):
         if not ready.exists():
             return []
         with transaction.atomic(using=self.broker.database):
-            candidates = ready.order_by("-priority", "available_at", "id")
-            if connections[self.broker.database].features.has_select_for_update_skip_locked:
-                candidates = candidates.select_for_update(skip_locked=True)
-            rows = list(candidates.values_list("id", "body")[:limit])
-            if not rows:
-                return []
-            row_ids = [row_id for row_id, _ in rows]
-            self.broker.messages.filter(id__in=row_ids).update(
-                state=BrokerMessage.State.LEASED,
-                consumer_id=self.broker.consumer_id,
-                lease_expires_at=now + timedelta(seconds=self.broker.lease_seconds),
-                deliveries=F("deliveries") + 1,
-            )
-        self.broker._track(self.queue_name, row_ids)
-        return [_DatabaseMessageProxy(Message.decode(bytes(body)), row_id) for row_id, body in rows]
+            rows = list(ready.order_by("-priority", "available_at", "id").values_list("id", "body")[:limit])
+            if rows:
+                self.broker.messages.filter(id__in=[row_id for row_id, _ in rows]).update(
+                    state=BrokerMessage.State.LEASED,
+                    consumer_id=self.broker.consumer_id,
+                    lease_expires_at=now + timedelta(seconds=self.broker.lease_seconds),
+                    deliveries=F("deliveries") + 1,
+                )
+        return rows
