@@ -86,6 +86,41 @@ def audit_record(
     return row
 
 
+def audit_record_many(*, app: str, entity: str, verb: str, rows: list[tuple[Any, dict | None]]) -> None:
+    """Record the same operation on many resources with one multi-row insert, as :func:`audit_record` would.
+
+    Every row carries the request's facts and its `request_id`; only the first
+    carries the request body, which the others share through that id (a batch
+    body is stored once, not once per job).
+    """
+    if not rows:
+        return
+    context = current_context()
+    principal = _principal(context)
+    facts = _request_facts(context.request)
+    shared = dict(facts)
+    if "request_details" in shared:
+        shared["request_details"] = {k: v for k, v in shared["request_details"].items() if k != "body"}
+    action = context.action(app, entity, verb)
+    objects = []
+    for position, (resource_id, details) in enumerate(rows):
+        row_facts = dict(facts if position == 0 else shared)
+        if details:
+            row_facts["request_details"] = {**row_facts.get("request_details", {}), "operation": redact(details)}
+        objects.append(
+            AuditLog(
+                action=action,
+                resource_type=entity,
+                resource_id=str(resource_id or ""),
+                success=True,
+                **principal,
+                **row_facts,
+            )
+        )
+    created = AuditLog.objects.bulk_create(objects)
+    context.written.extend(row.pk for row in created)
+
+
 def audit_request(
     *,
     context: AuditContext,

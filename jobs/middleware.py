@@ -1,4 +1,4 @@
-"""Dramatiq middleware for jobsite workers: heartbeats and graceful hand-back.
+"""Dramatiq middleware for jobsite workers: database connections, heartbeats and graceful hand-back.
 
 Models are imported lazily: the broker and its middleware are built while
 Django's app registry is still loading.
@@ -6,11 +6,54 @@ Django's app registry is still loading.
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from dramatiq.middleware import Middleware
 
 logger = logging.getLogger(__name__)
+
+
+class DbConnections(Middleware):
+    """Keep each worker thread's database connection open across messages, and check it only when it matters.
+
+    A worker serves no requests, so Django never recycles its connections by
+    itself. Checking a connection before and after every message (as
+    django-dramatiq's middleware does, with CONN_HEALTH_CHECKS a round trip
+    each time) costs more than the job; instead a thread's connection is
+    checked (and recycled past CONN_MAX_AGE) when the thread was idle longer
+    than WORKER_CONN_CHECK_IDLE_SECONDS, and after a database error. Each
+    thread holds one connection: the budget is the threads plus two per
+    process (the heartbeat and the broker's consumer).
+    """
+
+    def __init__(self):
+        self.local = threading.local()
+
+    def before_process_message(self, broker, message):
+        from django.db import connection
+
+        now = time.monotonic()
+        idle = now - getattr(self.local, "last_used", now)
+        if idle > settings.WORKER_CONN_CHECK_IDLE_SECONDS:
+            connection.close_if_unusable_or_obsolete()
+        self.local.last_used = now
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        from django.db import connection
+
+        if connection.errors_occurred:
+            connection.close_if_unusable_or_obsolete()
+
+    after_skip_message = after_process_message
+
+    def _close(self, *args, **kwargs):
+        from django.db import connections
+
+        connections.close_all()
+
+    before_consumer_thread_shutdown = _close
+    before_worker_thread_shutdown = _close
 
 
 class JobHeartbeat(Middleware):
@@ -27,6 +70,7 @@ class JobHeartbeat(Middleware):
 
     def after_worker_boot(self, broker, worker):
         self.queues = sorted(q for q in broker.get_declared_queues() if not q.endswith(".DQ"))
+        self.threads = getattr(worker, "worker_threads", 0)
         self.stopping.clear()
         self.thread = threading.Thread(target=self._run, name="jobsite-heartbeat", daemon=True)
         self.thread.start()
@@ -37,7 +81,7 @@ class JobHeartbeat(Middleware):
         self.stopping.set()
         from django.db import connection
 
-        from jobs.services import worker_stopped
+        from jobs.workers import worker_stopped
 
         try:
             worker_stopped()
@@ -51,12 +95,12 @@ class JobHeartbeat(Middleware):
 
         from audit.context import AuditContext, audit_context
         from jobs.recovery import jobs_reclaim_dropped
-        from jobs.services import process_id, running_job_ids, worker_beat
+        from jobs.workers import process_id, running_job_ids, worker_beat
 
         interval = self.interval or settings.WORKER_HEARTBEAT_SECONDS
         while True:
             try:
-                worker_beat(queues=self.queues)
+                worker_beat(queues=self.queues, threads=self.threads)
                 with audit_context(AuditContext(source="system", name="heartbeat")):
                     jobs_reclaim_dropped(process=process_id(), running=running_job_ids())
             except Exception:

@@ -20,8 +20,10 @@ from django.utils import timezone
 
 from audit.services import audit_record
 
-from .models import Job, JobStatus, StageRun, StageRunStatus, WorkerProcess
-from .services import RUNNING_STATUSES, job_enqueue, job_resend
+from .events import job_event_record
+from .models import Job, JobEventType, JobStatus, StageRun, StageRunStatus, WorkerProcess
+from .services import job_enqueue, job_resend
+from .workers import RUNNING_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ class RecoveryAction:
     def __str__(self):
         return f"{self.action:<8} {self.job_id}  ({self.reason})"
 
+    def describe(self, *, dry_run: bool) -> str:
+        """The action as done, or (dry run) as it would be done."""
+        return f"would {self}" if dry_run else str(self)
+
 
 def _seconds(delta: timedelta) -> str:
     return f"{delta.total_seconds():.0f} s"
@@ -47,7 +53,18 @@ def _locked(job_id, **conditions):
     return jobs.first()
 
 
-HELD_FIELDS = ("id", "status", "locked_by", "heartbeat_at", "locked_at", "updated_at", "attempts", "max_attempts")
+HELD_FIELDS = (
+    "id",
+    "status",
+    "locked_by",
+    "heartbeat_at",
+    "locked_at",
+    "updated_at",
+    "attempts",
+    "max_attempts",
+    "started_at",
+    "webhook_url",
+)
 
 
 def _owner(job: Job) -> str:
@@ -135,7 +152,7 @@ def jobs_recover(
         if dry_run or _resend(job, reason):
             actions.append(RecoveryAction(str(job.pk), "resend", reason))
     for action in actions:
-        logger.info("recovery: %s", action)
+        logger.info("recovery: %s", action.describe(dry_run=dry_run))
     return actions
 
 
@@ -147,16 +164,28 @@ def _take_back(job: Job, action: str, reason: str, now: datetime) -> bool:
         StageRun.objects.filter(job=current, status=StageRunStatus.RUNNING).update(
             status=StageRunStatus.FAILED, error=f"Interrupted: {reason}", finished_at=now
         )
-        current.locked_by, current.locked_at = "", None
+        current.locked_at = None
         if action == "cancel":
             current.status, current.completed_at = JobStatus.CANCELLED, now
+            job_event_record(job_id=current.pk, event_type=JobEventType.CANCELLED, at=now, webhook_url=job.webhook_url)
         elif action == "fail":
             current.status, current.completed_at = JobStatus.FAILED, now
             current.error_message = f"Worker lost: {reason}"
+            job_event_record(
+                job_id=current.pk,
+                event_type=JobEventType.FAILED,
+                at=now,
+                webhook_url=job.webhook_url,
+                data={"attempt": job.attempts, "error": current.error_message},
+            )
         else:
             current.status = JobStatus.PENDING
             transaction.on_commit(lambda: job_enqueue(job_id=current.pk))
-        current.save(update_fields=["status", "locked_by", "locked_at", "completed_at", "error_message", "updated_at"])
+        if current.completed_at and job.started_at:
+            current.duration_ms = max(0, round((now - job.started_at).total_seconds() * 1000))
+        current.save(
+            update_fields=["status", "locked_at", "completed_at", "duration_ms", "error_message", "updated_at"]
+        )
         audit_record(app="jobs", entity="job", verb=action, resource_id=current.pk, details={"reason": reason})
     return True
 

@@ -1,33 +1,30 @@
-"""Every change of a job's state: submit, enqueue, claim, run, complete, fail."""
+"""Changes of a job's state made on request: submit, enqueue, cancel, retry.
+
+The worker's own path (claim, stages, completion) is in :mod:`jobs.run`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
-import random
-import socket
-import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
+import dramatiq
 import jsonschema
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.services import audit_record
-from pipelines.deadline import JobHandBack
-from pipelines.executor import JobCancelled, StageFailed, execute_stages
+from audit.services import audit_record, audit_record_many
 from pipelines.models import Pipeline
 
-from .models import Job, JobResult, JobStatus, WorkerProcess
+from .events import job_event_record, job_events_rows
+from .models import Job, JobEvent, JobEventType, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +35,14 @@ class JobSubmitError(ValueError):
     def __init__(self, errors: dict[str, list[str]]):
         super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items()))
         self.errors = errors
+
+
+class IdempotencyKeyReused(ValueError):
+    """The idempotency key was used before by the same owner for a different submission (422)."""
+
+    def __init__(self, job: Job):
+        super().__init__("This idempotency key was used for a different submission.")
+        self.job = job
 
 
 @dataclass(frozen=True)
@@ -55,11 +60,30 @@ class JobSubmission:
     webhook_url: str = ""
     webhook_secret: str = ""
     idempotency_key: str | None = None
+    debug_mode: bool = False
 
     @property
     def owner_key(self) -> str:
         """Whose idempotency keys this submission is checked against."""
         return str(self.user_id) if self.user_id else "service"
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the submission's canonical JSON, the idempotency key left out.
+
+        The same key with the same fingerprint is a repeat; with another, a reuse.
+        """
+        facts = {k: v for k, v in asdict(self).items() if k != "idempotency_key"}
+        canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class SubmitContext:
+    """Facts of the request a submission came in (recorded on the job)."""
+
+    created_by: Any = None
+    request_id: str = ""
+    traceparent: str = ""
 
 
 class JobStateError(Exception):
@@ -71,153 +95,308 @@ class JobStateError(Exception):
 
 
 WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING})
-# A job its worker holds; one that finishes while `cancelling` still completes or fails.
-RUNNING_STATUSES = [JobStatus.PROCESSING, JobStatus.CANCELLING]
 
 
-_process: dict[str, Any] = {}
+# -- pipelines, as submissions see them ------------------------------------------------
 
 
-def process_id() -> str:
-    """Identify this worker process: host, pid and a boot id (pids are reused)."""
-    if _process.get("pid") != os.getpid():
-        _process.update(pid=os.getpid(), id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
-    return _process["id"]
+@dataclass(frozen=True)
+class PipelineSnapshot:
+    """An active pipeline at one version, with its compiled input validator."""
+
+    id: int
+    name: str
+    version: int
+    config: dict
+    validator: Any = field(compare=False, repr=False)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.config.get("max_attempts") or settings.JOB_DEFAULT_MAX_ATTEMPTS
 
 
-def worker_id() -> str:
-    """Identify this worker thread in `locked_by`: `<process id>/<thread name>`."""
-    return f"{process_id()}/{threading.current_thread().name}"
+_validators: dict[tuple[int, int], tuple[dict | None, Any]] = {}
+_VALIDATORS_MAX = 256
 
 
-def worker_beat(*, queues: list[str]) -> int:
-    """Record this worker process as alive and refresh the heartbeat of every job it runs.
+def _input_validator(pipeline_id: int, version: int, schema: dict | None):
+    """The compiled input-schema validator of a pipeline version, cached per process.
 
-    Returns the number of jobs whose heartbeat was refreshed.
+    Compiling a schema costs far more than comparing it: the cached validator
+    is reused while the pipeline's version and schema are the ones it was
+    compiled from.
     """
-    now = timezone.now()
-    seen = {"hostname": socket.gethostname(), "pid": os.getpid(), "queues": queues, "last_seen_at": now}
-    WorkerProcess.objects.update_or_create(
-        worker_id=process_id(), defaults=seen, create_defaults={**seen, "started_at": now}
+    key = (pipeline_id, version)
+    cached = _validators.get(key)
+    if cached is not None and cached[0] == schema:
+        return cached[1]
+    validator = jsonschema.Draft202012Validator(schema) if schema else None
+    if len(_validators) >= _VALIDATORS_MAX:
+        _validators.clear()
+    _validators[key] = (schema, validator)
+    return validator
+
+
+def active_pipeline(name: str) -> PipelineSnapshot:
+    """The active pipeline called `name` (one query), or JobSubmitError."""
+    row = Pipeline.objects.filter(name=name, is_active=True).values_list("id", "version", "config").first()
+    if row is None:
+        raise JobSubmitError({"pipeline": [f"No active pipeline named {name!r}."]})
+    pipeline_id, version, config = row
+    return PipelineSnapshot(
+        pipeline_id, name, version, config, _input_validator(pipeline_id, version, config.get("input_schema"))
     )
-    held = Job.objects.filter(locked_by__startswith=f"{process_id()}/", status__in=RUNNING_STATUSES)
-    return held.filter(pk__in=running_job_ids()).update(heartbeat_at=now)
 
 
-def worker_stopped() -> None:
-    """Record that this worker process shut down."""
-    WorkerProcess.objects.filter(worker_id=process_id()).update(stopped_at=timezone.now())
-
-
-def _input_errors(pipeline: Pipeline, input_data: Any) -> list[str]:
+def _input_errors(pipeline: PipelineSnapshot, input_data: Any) -> list[str]:
     if not isinstance(input_data, dict):
         return ["Must be a JSON object."]
     size = len(json.dumps(input_data, separators=(",", ":")).encode())
     if size > settings.JOB_INPUT_MAX_BYTES:
         return [f"Is {size} bytes encoded; the limit is {settings.JOB_INPUT_MAX_BYTES}."]
-    schema = pipeline.config.get("input_schema")
-    if not schema:
+    if pipeline.validator is None:
         return []
-    validator = jsonschema.Draft202012Validator(schema)
     return [
         f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-        for e in sorted(validator.iter_errors(input_data), key=lambda e: list(e.absolute_path))
+        for e in sorted(pipeline.validator.iter_errors(input_data), key=lambda e: list(e.absolute_path))
     ]
 
 
-def job_validate(*, submission: JobSubmission) -> Pipeline:
+def job_validate(*, submission: JobSubmission) -> PipelineSnapshot:
     """Check a submission against its pipeline; return the pipeline or raise JobSubmitError."""
-    pipeline = Pipeline.objects.filter(name=submission.pipeline, is_active=True).first()
-    if pipeline is None:
-        raise JobSubmitError({"pipeline": [f"No active pipeline named {submission.pipeline!r}."]})
+    pipeline = active_pipeline(submission.pipeline)
     problems = _input_errors(pipeline, submission.input_data)
     if problems:
         raise JobSubmitError({"input_data": problems})
     return pipeline
 
 
-def _existing_submission(submission: JobSubmission) -> Job | None:
-    if submission.idempotency_key is None:
-        return None
-    job = Job.objects.filter(owner_key=submission.owner_key, idempotency_key=submission.idempotency_key).first()
-    if job is not None:
-        job.duplicate = True
-    return job
+# -- submitting ------------------------------------------------------------------------
 
 
-def job_submit(*, submission: JobSubmission, created_by=None) -> Job:
-    """Create a job and hand it to the broker once the transaction commits.
+def job_submit(*, submission: JobSubmission, context: SubmitContext | None = None) -> Job:
+    """Create a job and hand it to the broker; see :func:`job_submit_many`."""
+    result = job_submit_many(submissions=[submission], context=context)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
-    The job is `pending` until the broker has its message, then `queued`; a
-    job with a future `run_at` is `scheduled`. If the broker cannot be reached
-    the job stays `pending` and nothing is lost.
 
-    A submission repeating an `idempotency_key` of the same owner returns the
-    existing job with `duplicate` set instead of creating one; a unique
-    constraint settles two concurrent submissions.
+def job_submit_many(
+    *, submissions: Sequence[JobSubmission], context: SubmitContext | None = None
+) -> list[Job | JobSubmitError | IdempotencyKeyReused]:
+    """Create jobs in one transaction and hand them to the broker; one result per submission, in order.
+
+    A result is the created `Job` (`duplicate` False), the earlier job of a
+    repeated idempotency key (`duplicate` True), or the error of an invalid
+    submission. The jobs, their `job.created` events and their audit rows are
+    written by multi-row inserts in one transaction. A job is `pending` until
+    the broker has its message, then `queued`; a job with a future `run_at` is
+    `scheduled`. On the database broker the message is written in the same
+    transaction and the job is `queued` at once; on another broker the
+    messages are sent after the commit, and a job whose send failed stays
+    `pending` for recovery to re-send: nothing is lost.
+
+    An idempotency key repeated by the same owner returns the earlier job when
+    the submission is the same, and IdempotencyKeyReused when it differs; a
+    unique constraint settles concurrent submissions.
     """
-    pipeline = job_validate(submission=submission)
-    if existing := _existing_submission(submission):
-        return existing
+    context = context or SubmitContext()
+    results: list[Any] = [None] * len(submissions)
+    pipelines: dict[str, PipelineSnapshot] = {}
+    valid: list[tuple[int, JobSubmission, PipelineSnapshot]] = []
+    for index, submission in enumerate(submissions):
+        try:
+            if submission.pipeline not in pipelines:
+                pipelines[submission.pipeline] = active_pipeline(submission.pipeline)
+            pipeline = pipelines[submission.pipeline]
+            problems = _input_errors(pipeline, submission.input_data)
+            if problems:
+                raise JobSubmitError({"input_data": problems})
+        except JobSubmitError as exc:
+            results[index] = exc
+        else:
+            valid.append((index, submission, pipeline))
+    valid = _drop_repeats(valid, results)
+    if not valid:
+        return results
     now = timezone.now()
-    scheduled = submission.run_at is not None and submission.run_at > now
     try:
-        job = _job_create(submission=submission, pipeline=pipeline, created_by=created_by, now=now, scheduled=scheduled)
+        created: list[Job | None] = list(_create_jobs(valid, context, now))
     except IntegrityError:
-        if existing := _existing_submission(submission):
-            return existing
-        raise
-    job.duplicate = False
-    return job
+        # A concurrent submission took one of the idempotency keys: one at a time, then.
+        created = []
+        for item in valid:
+            try:
+                created += _create_jobs([item], context, now)
+            except IntegrityError:
+                if _drop_repeats([item], results):
+                    raise  # not a taken key after all
+                created.append(None)
+    for (index, _, _), job in zip(valid, created, strict=True):
+        if job is not None:
+            results[index] = job
+    return results
 
 
-def _job_create(*, submission: JobSubmission, pipeline: Pipeline, created_by, now: datetime, scheduled: bool) -> Job:
-    with transaction.atomic():
-        job = Job.objects.create(
-            pipeline=pipeline,
-            pipeline_version=pipeline.version,
-            pipeline_config=pipeline.config,
-            status=JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
-            priority=submission.priority,
-            user_id=submission.user_id,
-            created_by=created_by,
-            username=submission.username,
-            action=submission.action,
-            input_data=submission.input_data,
-            max_attempts=(
-                submission.max_attempts or pipeline.config.get("max_attempts") or settings.JOB_DEFAULT_MAX_ATTEMPTS
-            ),
-            run_at=submission.run_at,
-            webhook_url=submission.webhook_url,
-            webhook_secret=submission.webhook_secret,
-            idempotency_key=submission.idempotency_key,
-            owner_key=submission.owner_key,
+def _drop_repeats(valid: list, results: list) -> list:
+    """Answer the submissions whose idempotency key their owner used before; return the others."""
+    keys_by_owner: dict[str, list[str]] = {}
+    for _, submission, _ in valid:
+        if submission.idempotency_key is not None:
+            keys_by_owner.setdefault(submission.owner_key, []).append(submission.idempotency_key)
+    if not keys_by_owner:
+        return valid
+    existing: dict[tuple[str, str], Job] = {}
+    for owner, keys in keys_by_owner.items():
+        for job in Job.objects.filter(owner_key=owner, idempotency_key__in=keys).select_related("pipeline"):
+            existing[(owner, job.idempotency_key)] = job
+    remaining = []
+    for index, submission, pipeline in valid:
+        job = existing.get((submission.owner_key, submission.idempotency_key))
+        if job is None:
+            remaining.append((index, submission, pipeline))
+        elif job.request_hash and job.request_hash != submission.fingerprint():
+            results[index] = IdempotencyKeyReused(job)
+        else:
+            job.duplicate = True
+            results[index] = job
+    return remaining
+
+
+def _create_jobs(valid: list, context: SubmitContext, now: datetime) -> list[Job]:
+    """Insert the jobs, their events and audit rows in one transaction; send or schedule their messages."""
+    broker = dramatiq.get_broker()
+    in_transaction = getattr(broker, "enqueues_in_transaction", False)
+    jobs = []
+    for _, submission, pipeline in valid:
+        scheduled = submission.run_at is not None and submission.run_at > now
+        status = JobStatus.SCHEDULED if scheduled else (JobStatus.QUEUED if in_transaction else JobStatus.PENDING)
+        jobs.append(
+            Job(
+                id=uuid.uuid4(),
+                pipeline=Pipeline(id=pipeline.id, name=pipeline.name, version=pipeline.version),
+                pipeline_version=pipeline.version,
+                pipeline_config=pipeline.config,
+                status=status,
+                priority=submission.priority,
+                user_id=submission.user_id,
+                created_by=context.created_by,
+                username=submission.username,
+                action=submission.action,
+                input_data=submission.input_data,
+                max_attempts=submission.max_attempts or pipeline.max_attempts,
+                run_at=submission.run_at,
+                webhook_url=submission.webhook_url,
+                webhook_secret=submission.webhook_secret,
+                idempotency_key=submission.idempotency_key,
+                owner_key=submission.owner_key,
+                request_hash=submission.fingerprint() if submission.idempotency_key is not None else "",
+                request_id=context.request_id,
+                traceparent=context.traceparent,
+                debug_mode=submission.debug_mode,
+                queued_at=now if status == JobStatus.QUEUED else None,
+                created_at=now,
+                updated_at=now,
+            )
         )
-        audit_record(app="jobs", entity="job", verb="create", resource_id=job.pk, details={"pipeline": pipeline.name})
-        delay_ms = int((submission.run_at - now).total_seconds() * 1000) if scheduled else None
-        transaction.on_commit(lambda: job_enqueue(job_id=job.id, delay_ms=delay_ms))
-    return job
+    with transaction.atomic():
+        Job.objects.bulk_create(jobs)
+        JobEvent.objects.bulk_create(job_events_rows(jobs, JobEventType.CREATED, now, data_for=_created_data))
+        audit_record_many(
+            app="jobs",
+            entity="job",
+            verb="create",
+            rows=[(job.pk, {"pipeline": job.pipeline.name}) for job in jobs],
+        )
+        if in_transaction:
+            # The database broker writes the messages in this same transaction: sent if and only if committed.
+            for job in jobs:
+                _actor_for(job.priority).send_with_options(
+                    args=(str(job.pk),), delay=_delay_ms(job, now), priority=job.priority
+                )
+        else:
+            transaction.on_commit(lambda: _send_after_commit(jobs, now))
+    for job in jobs:
+        job.duplicate = False
+    return jobs
+
+
+def _created_data(job: Job) -> dict:
+    data: dict[str, Any] = {"status": job.status}
+    if job.run_at is not None:
+        data["run_at"] = job.run_at.isoformat()
+    return data
+
+
+def _delay_ms(job: Job, now: datetime) -> int | None:
+    if job.status == JobStatus.SCHEDULED and job.run_at and job.run_at > now:
+        return int((job.run_at - now).total_seconds() * 1000)
+    return None
+
+
+def _send_after_commit(jobs: list[Job], now: datetime) -> None:
+    """Send committed jobs to the broker, then mark the sent pending ones `queued` (one UPDATE)."""
+    sent = [job for job in jobs if _send(job.pk, delay_ms=_delay_ms(job, now), priority=job.priority)]
+    pending = [job for job in sent if job.status == JobStatus.PENDING]
+    if pending:
+        queued_at = timezone.now()
+        Job.objects.filter(pk__in=[job.pk for job in pending], status=JobStatus.PENDING).update(
+            status=JobStatus.QUEUED, queued_at=queued_at
+        )
+        for job in pending:
+            job.status, job.queued_at = JobStatus.QUEUED, queued_at
+
+
+# -- the broker ---------------------------------------------------------------------------
+
+# Priority bands: each has its queue and actor; a worker takes higher bands first.
+PRIORITY_BANDS = (("jobs.urgent", 8), ("jobs.high", 4), ("jobs", 0))
+
+
+def band_queue(priority: int) -> str:
+    """The queue of a job's priority band: `jobs.urgent` (8-10), `jobs.high` (4-7), `jobs` (0-3)."""
+    return next(queue for queue, floor in PRIORITY_BANDS if priority >= floor)
+
+
+def send_job(job_id, *, delay_ms: int | None, priority: int) -> bool:
+    """Send a job's message to its priority band's queue; return whether the broker took it."""
+    return _send(job_id, delay_ms=delay_ms, priority=priority)
+
+
+def _actor_for(priority: int):
+    from .actors import BAND_ACTORS
+
+    return BAND_ACTORS[band_queue(priority)]
+
+
+def _send(job_id, *, delay_ms: int | None, priority: int) -> bool:
+    try:
+        _actor_for(priority).send_with_options(args=(str(job_id),), delay=delay_ms, priority=priority)
+    except Exception:
+        logger.exception("Could not send job %s to the broker; it will be re-sent.", job_id)
+        return False
+    return True
 
 
 def job_enqueue(*, job_id: uuid.UUID, delay_ms: int | None = None) -> bool:
     """Send a pending or scheduled job to the broker; return whether it was sent.
 
-    The job is marked `queued` before the send so that a fast worker finds it
-    claimable; if the send fails it goes back to where it was, to be re-sent.
+    A pending job is marked `queued` once the broker has its message (a fast
+    worker may claim it before that: a pending job is claimable); if the send
+    fails it stays pending, to be re-sent.
     """
-    previous, priority = Job.objects.filter(pk=job_id).values_list("status", "priority").first() or (None, 0)
-    if previous not in (JobStatus.PENDING, JobStatus.SCHEDULED):
+    row = Job.objects.filter(pk=job_id).values_list("status", "priority", "run_at").first()
+    if row is None or row[0] not in (JobStatus.PENDING, JobStatus.SCHEDULED):
         return False
-    if previous == JobStatus.PENDING:
-        marked = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-            status=JobStatus.QUEUED, queued_at=timezone.now()
-        )
-        if not marked:
-            return False
+    status, priority, run_at = row
+    now = timezone.now()
+    if delay_ms is None and status == JobStatus.SCHEDULED and run_at and run_at > now:
+        delay_ms = int((run_at - now).total_seconds() * 1000)
     if not _send(job_id, delay_ms=delay_ms, priority=priority):
-        if previous == JobStatus.PENDING:
-            Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(status=JobStatus.PENDING, queued_at=None)
         return False
+    if status == JobStatus.PENDING:
+        Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(status=JobStatus.QUEUED, queued_at=now)
     return True
 
 
@@ -238,6 +417,9 @@ def job_resend(*, job: Job) -> bool:
     return _send(job.pk, delay_ms=delay_ms, priority=job.priority)
 
 
+# -- managing ------------------------------------------------------------------------------
+
+
 def job_cancel(*, job_id: uuid.UUID) -> Job:
     """Cancel a job: a waiting job at once, a running one at its next check.
 
@@ -252,6 +434,7 @@ def job_cancel(*, job_id: uuid.UUID) -> Job:
         if job.status in WAITING_STATUSES:
             job.status = JobStatus.CANCELLED
             job.completed_at = now
+            job_event_record(job_id=job.pk, event_type=JobEventType.CANCELLED, at=now, webhook_url=job.webhook_url)
         elif job.status == JobStatus.PROCESSING:
             job.status = JobStatus.CANCELLING
         elif job.status != JobStatus.CANCELLING:
@@ -265,303 +448,26 @@ def job_retry(*, job_id: uuid.UUID, from_start: bool = False) -> Job:
     """Send a failed or cancelled job back to the queue.
 
     It resumes at the first stage without a completed run, reusing the saved
-    outputs of the stages before; `from_start` reruns every stage.
+    outputs of the stages before; `from_start` reruns every stage. A job
+    whose attempts are spent gets its pipeline's allowance again
+    (`max_attempts` grows). A job scheduled for a `run_at` still ahead waits
+    for it again as `scheduled`.
     """
+    now = timezone.now()
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise JobStateError(job, "retried")
-        job.status = JobStatus.PENDING
+        job.status = JobStatus.SCHEDULED if job.run_at and job.run_at > now else JobStatus.PENDING
         if from_start:
-            job.checkpoints_since = timezone.now()
+            job.checkpoints_since = now
+        if job.attempts >= job.max_attempts:
+            allowance = job.pipeline_config.get("max_attempts") or settings.JOB_DEFAULT_MAX_ATTEMPTS
+            job.max_attempts = job.attempts + allowance
         job.error_message = ""
-        job.started_at = job.completed_at = job.duration_ms = None
-        job.locked_by = ""
+        job.started_at = job.completed_at = job.duration_ms = job.queued_at = None
         job.locked_at = None
         job.save()
         audit_record(app="jobs", entity="job", verb="retry", resource_id=job.pk, details={"from_start": from_start})
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
-
-
-def job_claim(*, job_id: str, worker: str) -> Job | None:
-    """Move a job to `processing` for this worker, if it is claimable.
-
-    A scheduled job, or one waiting for a stage retry, whose `run_at` has come
-    is released first. Only a `queued` job is claimed, and only by one worker:
-    the row is locked with SKIP LOCKED where the database supports it, and the
-    update is conditional.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        jobs = Job.objects.filter(pk=job_id).select_related("pipeline")
-        if connection.features.has_select_for_update_skip_locked:
-            jobs = jobs.select_for_update(skip_locked=True, of=("self",))
-        job = jobs.first()
-        if job is None:
-            return None
-        if job.status in (JobStatus.SCHEDULED, JobStatus.RETRYING) and job.run_at and job.run_at <= now:
-            job.status = JobStatus.QUEUED
-            job.queued_at = now
-        if job.status != JobStatus.QUEUED:
-            return None
-        job.status = JobStatus.PROCESSING
-        job.locked_by = worker
-        job.locked_at = job.heartbeat_at = now
-        job.started_at = job.started_at or now
-        job.attempts += 1
-        job.save(
-            update_fields=[
-                "status",
-                "queued_at",
-                "locked_by",
-                "locked_at",
-                "heartbeat_at",
-                "started_at",
-                "attempts",
-                "updated_at",
-            ]
-        )
-    return job
-
-
-_running: set[str] = set()
-_running_lock = threading.Lock()
-
-
-def running_job_ids() -> set[str]:
-    """Ids of the jobs this process's threads are running right now."""
-    with _running_lock:
-        return set(_running)
-
-
-def job_run(*, job_id: str) -> Job | None:
-    """Claim a job, run its stages and record the outcome (the actor's body).
-
-    While it runs, the job is in this process's running set: the heartbeat
-    refreshes only those, and hands back any job this process holds but no
-    longer runs (a database error cut its run short).
-    """
-    with _running_lock:
-        _running.add(str(job_id))
-    try:
-        return _job_run(job_id=job_id)
-    finally:
-        with _running_lock:
-            _running.discard(str(job_id))
-
-
-def _job_run(*, job_id: str) -> Job | None:
-    worker = worker_id()
-    job = job_claim(job_id=job_id, worker=worker)
-    if job is None:
-        logger.info("Job %s is not claimable; message ignored.", job_id)
-        return None
-    logger.info("Job %s claimed by %s (attempt %d).", job.id, worker, job.attempts)
-    try:
-        output = execute_stages(job)
-    except JobCancelled:
-        return job_mark_cancelled(job=job)
-    except JobHandBack:
-        return job_hand_back(job=job)
-    except StageFailed as exc:
-        if exc.retryable:
-            return job_schedule_retry(job=job, failure=exc)
-        return job_fail(job=job, error=str(exc))
-    except DatabaseError:
-        # Not the job's fault: leave it held; the heartbeat hands it back once the database answers.
-        logger.exception("Job %s stopped by a database error; it will be handed back.", job.id)
-        raise
-    except Exception as exc:
-        logger.exception("Job %s crashed outside its stages.", job.id)
-        return job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
-    return job_complete(job=job, output=output)
-
-
-def _finish_held(job: Job, from_statuses, to_status: str, *, now: datetime, **fields) -> int:
-    """Finish a job this worker still holds (its status and lock unchanged); return 1 if it did."""
-    return Job.objects.filter(pk=job.pk, status__in=from_statuses, locked_by=job.locked_by).update(
-        status=to_status,
-        completed_at=now,
-        duration_ms=_duration_ms(job, now),
-        locked_by="",
-        locked_at=None,
-        updated_at=now,
-        **fields,
-    )
-
-
-def _duration_ms(job: Job, end: datetime) -> int | None:
-    return max(0, round((end - job.started_at).total_seconds() * 1000)) if job.started_at else None
-
-
-def _result_for(job: Job, output: Any, now: datetime) -> JobResult:
-    encoded = json.dumps(output, separators=(",", ":")).encode()
-    result = JobResult(
-        job=job,
-        size_bytes=len(encoded),
-        checksum=hashlib.sha256(encoded).hexdigest(),
-        processing_time_ms=_duration_ms(job, now),
-        metadata={"pipeline": job.pipeline.name, "pipeline_version": job.pipeline_version},
-        expires_at=now + timedelta(days=settings.RESULT_TTL_DAYS),
-    )
-    if len(encoded) > settings.RESULT_INLINE_MAX_BYTES:
-        result.result_file.save(f"{job.id}.json", ContentFile(encoded), save=False)
-    else:
-        result.result = output
-    return result
-
-
-def job_complete(*, job: Job, output: Any) -> Job:
-    """Store the job's result and mark it `completed`, if this worker still holds it."""
-    now = timezone.now()
-    result = _result_for(job, output, now)
-    with transaction.atomic():
-        updated = _finish_held(job, RUNNING_STATUSES, JobStatus.COMPLETED, now=now, progress=100.0, error_message="")
-        if not updated:
-            logger.warning("Job %s was taken from this worker before it completed; result dropped.", job.pk)
-            if result.result_file:
-                result.result_file.delete(save=False)
-            job.refresh_from_db()
-            return job
-        JobResult.objects.filter(job=job).delete()
-        result.save(force_insert=True)
-    job.refresh_from_db()
-    logger.info("Job %s completed in %s ms.", job.pk, job.duration_ms)
-    return job
-
-
-def stage_retry_delay_ms(attempt: int) -> int:
-    """Exponential backoff with jitter for a stage's `attempt`-th retry.
-
-    base * 2^(attempt-1), capped, then a random point in its upper half, so
-    that jobs failing together do not come back together.
-    """
-    ceiling = min(settings.STAGE_RETRY_BACKOFF_MAX_MS, settings.STAGE_RETRY_BACKOFF_BASE_MS * 2 ** (attempt - 1))
-    return int(ceiling * random.uniform(0.5, 1.0))
-
-
-def job_schedule_retry(*, job: Job, failure: StageFailed) -> Job:
-    """Put a job whose stage failed with retries left back on the queue after a backoff.
-
-    The job waits as `retrying` with `run_at` set; its broker message is sent
-    with the delay, so no worker thread sleeps through the backoff. The next
-    run resumes at the failed stage.
-    """
-    delay_ms = stage_retry_delay_ms(failure.attempt)
-    now = timezone.now()
-    with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
-            status=JobStatus.RETRYING,
-            run_at=now + timedelta(milliseconds=delay_ms),
-            error_message=str(failure)[:10_000],
-            locked_by="",
-            locked_at=None,
-            updated_at=now,
-        )
-        if updated:
-            transaction.on_commit(lambda: _send(job.pk, delay_ms=delay_ms, priority=job.priority))
-    if not updated:
-        # Cancelled while the stage ran: finish the cancellation instead.
-        return job_mark_cancelled(job=job)
-    logger.info("Job %s: %s; retrying in %d ms.", job.pk, failure, delay_ms)
-    job.refresh_from_db()
-    return job
-
-
-def _send(job_id, *, delay_ms: int | None, priority: int) -> bool:
-    from .actors import jobs_run
-
-    try:
-        jobs_run.send_with_options(args=(str(job_id),), delay=delay_ms, priority=priority)
-    except Exception:
-        logger.exception("Could not send job %s to the broker; it will be re-sent.", job_id)
-        return False
-    return True
-
-
-def job_hand_back(*, job: Job) -> Job:
-    """Give a job back to the queue because its worker is shutting down.
-
-    The interrupted attempt does not count against `max_attempts`: the job did
-    nothing wrong. Another worker resumes it at the interrupted stage.
-    """
-    with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING, locked_by=job.locked_by).update(
-            status=JobStatus.PENDING,
-            attempts=F("attempts") - 1,
-            locked_by="",
-            locked_at=None,
-            updated_at=timezone.now(),
-        )
-        if updated:
-            transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
-    if not updated:
-        return job_mark_cancelled(job=job)
-    logger.info("Job %s handed back: the worker is shutting down.", job.pk)
-    job.refresh_from_db()
-    return job
-
-
-def job_mark_cancelled(*, job: Job) -> Job:
-    """Finish a job its worker stopped on request (`cancelling` -> `cancelled`)."""
-    _finish_held(job, [JobStatus.CANCELLING], JobStatus.CANCELLED, now=timezone.now())
-    job.refresh_from_db()
-    logger.info("Job %s stopped on request: %s.", job.pk, job.status)
-    return job
-
-
-def job_fail(*, job: Job, error: str) -> Job:
-    """Mark the job `failed` with its error, if this worker still holds it."""
-    _finish_held(job, RUNNING_STATUSES, JobStatus.FAILED, now=timezone.now(), error_message=error[:10_000])
-    job.refresh_from_db()
-    logger.info("Job %s failed: %s", job.pk, error)
-    return job
-
-
-def job_results_purge_expired(*, batch_size: int = 1000, dry_run: bool = False) -> Iterator[int]:
-    """Delete expired results and their files in batches, yielding each batch's size.
-
-    With `dry_run`, nothing is deleted and the one yielded count is what would be.
-    """
-    expired = JobResult.objects.filter(expires_at__lt=timezone.now()).order_by("pk")
-    if dry_run:
-        yield expired.count()
-        return
-    while True:
-        batch = list(expired[:batch_size])
-        if not batch:
-            return
-        for result in batch:
-            if result.result_file:
-                result.result_file.delete(save=False)
-        deleted, _ = JobResult.objects.filter(pk__in=[r.pk for r in batch]).delete()
-        yield deleted
-
-
-def jobs_purge(
-    *, cutoff: datetime, statuses: list[str], batch_size: int = 1000, dry_run: bool = False
-) -> Iterator[int]:
-    """Delete finished jobs (with stage runs, results and result files) older than `cutoff`, in batches.
-
-    Age is the completion time, or the creation time for a job that never
-    completed. Yields each batch's count; with `dry_run`, one count of what
-    would go.
-    """
-    old = (
-        Job.objects.filter(status__in=statuses)
-        .filter(Q(completed_at__lt=cutoff) | Q(completed_at__isnull=True, created_at__lt=cutoff))
-        .order_by("created_at")
-    )
-    if dry_run:
-        yield old.count()
-        return
-    while True:
-        ids = list(old.values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            return
-        for result in JobResult.objects.filter(job_id__in=ids).exclude(result_file=""):
-            result.result_file.delete(save=False)
-        with transaction.atomic():
-            deleted = Job.objects.filter(pk__in=ids).delete()[1].get("jobs.Job", 0)
-        yield deleted

@@ -102,8 +102,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
+    # Each web thread and worker thread keeps one connection open for CONN_MAX_AGE
+    # seconds (checked before reuse); see the README's connection budget.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # psycopg prepares a statement on the server after this many executions on a
+    # connection (the job path repeats a few statements); empty turns it off, as
+    # a PgBouncer in transaction mode requires.
+    _prepare = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
 DATABASES["default"].setdefault("TEST", {})
 if env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"]["NAME"] = env.str("TEST_DATABASE_NAME")
@@ -285,6 +292,15 @@ STAGE_RETRY_BACKOFF_MAX_MS = env.int("STAGE_RETRY_BACKOFF_MAX_MS", default=300_0
 RESULT_INLINE_MAX_BYTES = env.int("RESULT_INLINE_MAX_BYTES", default=1024 * 1024)
 RESULT_TTL_DAYS = env.int("RESULT_TTL_DAYS", default=30)
 ALLOW_PRIVATE_NETWORK_URLS = env.bool("ALLOW_PRIVATE_NETWORK_URLS", default=False)
+# Isolated stages run in a child process whose address space is capped at this (0 = no cap).
+STAGE_MEMORY_LIMIT_MB = env.int("STAGE_MEMORY_LIMIT_MB", default=2048)
+# Modules that register stage types (`@stage`), imported at start-up by every process.
+JOBSITE_STAGE_MODULES = env.list("JOBSITE_STAGE_MODULES", default=[])
+# The run path's transitions as single statements on PostgreSQL (off: the ORM form every database uses).
+JOB_RUN_SINGLE_STATEMENT = env.bool("JOB_RUN_SINGLE_STATEMENT", default=True)
+# A worker thread's database connection is checked (and recycled past CONN_MAX_AGE)
+# before a message when the thread was idle this long, and after a database error.
+WORKER_CONN_CHECK_IDLE_SECONDS = env.int("WORKER_CONN_CHECK_IDLE_SECONDS", default=30)
 
 # --- Dramatiq ------------------------------------------------------------------
 
@@ -311,7 +327,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
-        "django_dramatiq.middleware.DbConnectionsMiddleware",
+        "jobs.middleware.DbConnections",
         "jobs.middleware.JobHeartbeat",
         "jobs.middleware.GracefulShutdown",
     ],
@@ -324,6 +340,9 @@ DRAMATIQ_CRONTAB = {"REDIS_URL": env.str("DRAMATIQ_CRONTAB_REDIS_URL", default="
 # its lease before the message goes back to the queue, and how often it polls.
 DB_BROKER_LEASE_SECONDS = env.int("DB_BROKER_LEASE_SECONDS", default=60)
 DB_BROKER_POLL_INTERVAL_MS = env.int("DB_BROKER_POLL_INTERVAL_MS", default=200)
+# Dead-lettered messages of the database broker are deleted after this many days
+# (Redis and RabbitMQ drop theirs after 7); the hourly maintenance does it.
+DB_BROKER_DEAD_LETTER_TTL_DAYS = env.int("DB_BROKER_DEAD_LETTER_TTL_DAYS", default=7)
 
 # --- Logging -------------------------------------------------------------------
 

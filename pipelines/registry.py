@@ -10,6 +10,13 @@ A workflow author registers a function as a stage type::
 
 The function receives a :class:`StageContext` and returns JSON-serialisable output,
 which becomes the next stage's `previous`.
+
+A stage type runs **isolated** by default: in a child process of the worker,
+killed at its `timeout_s` and memory-capped, so that a stage burning CPU on
+hostile input never stalls the worker's other threads or its heartbeat (see
+:mod:`pipelines.isolation`). A light stage that only waits on I/O may declare
+`isolated=False` to run on the worker thread itself, where its timeout is
+enforced cooperatively.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ class StageType:
     func: Callable[[StageContext], Any]
     params_schema: dict
     description: str
+    isolated: bool = True
 
 
 @dataclass
@@ -58,8 +66,12 @@ class StageContext:
 _registry: dict[str, StageType] = {}
 
 
-def stage(name: str, *, params_schema: dict | None = None, description: str | None = None):
-    """Register the decorated function as the stage type `name`."""
+def stage(name: str, *, params_schema: dict | None = None, description: str | None = None, isolated: bool = True):
+    """Register the decorated function as the stage type `name`.
+
+    `isolated` (the default) runs it in a child process with a hard deadline;
+    `False` runs it on the worker thread (for light, I/O-bound stages).
+    """
     schema = params_schema if params_schema is not None else EMPTY_PARAMS_SCHEMA
     jsonschema.Draft202012Validator.check_schema(schema)
 
@@ -72,6 +84,7 @@ def stage(name: str, *, params_schema: dict | None = None, description: str | No
             func=func,
             params_schema=schema,
             description=description or (doc[0] if doc else ""),
+            isolated=isolated,
         )
         return func
 

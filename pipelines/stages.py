@@ -33,7 +33,7 @@ def _wait(ctx: StageContext, seconds: float) -> None:
             ctx.report_progress(min(1.0, 1 - max(0.0, deadline - time.monotonic()) / seconds))
 
 
-@stage("echo")
+@stage("echo", isolated=False)
 def echo(ctx: StageContext):
     """Pass the previous output (or the job's input) on unchanged."""
     return ctx.previous
@@ -41,6 +41,7 @@ def echo(ctx: StageContext):
 
 @stage(
     "sleep",
+    isolated=False,
     params_schema={
         "type": "object",
         "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 3600}},
@@ -56,6 +57,7 @@ def sleep(ctx: StageContext):
 
 @stage(
     "sample_task",
+    isolated=False,
     params_schema={
         "type": "object",
         "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 60}},
@@ -265,6 +267,7 @@ _HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
 
 @stage(
     "http_request",
+    isolated=False,
     params_schema={
         "type": "object",
         "properties": {
@@ -333,6 +336,7 @@ def _response_body(response: requests.Response) -> Any:
 
 @stage(
     "transform",
+    isolated=False,
     params_schema={
         "type": "object",
         "properties": {

@@ -110,6 +110,8 @@ class JobDetailSerializer(JobSummarySerializer):
     @extend_schema_field(StageRunSerializer(many=True))
     def get_stages(self, job):
         """The latest run of each stage, in pipeline order."""
+        if self.context.get("new_job"):
+            return []  # just created: nothing has run
         latest: dict[int, StageRun] = {}
         for run in job.stage_runs.all():
             if run.index not in latest or run.attempt >= latest[run.index].attempt:

@@ -1,8 +1,11 @@
 """The jobs endpoints: submit, validate, batch, list, detail, result, cancel, retry, stats."""
 
+import json
 import logging
+import re
+import uuid
 
-from django.http import FileResponse
+from django.http import StreamingHttpResponse
 from dramatiq.errors import BrokerConnectionError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -43,6 +46,42 @@ ERROR_RESPONSE = OpenApiResponse(description="The error envelope: `{error, messa
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, description="Same as the `idempotency_key` field."
 )
+
+
+# A W3C trace context header: version-traceid-parentid-flags.
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+class IdempotencyKeyReusedError(ApiError):
+    def __init__(self, exc: services.IdempotencyKeyReused):
+        super().__init__(
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code="idempotency_key_reused",
+            message="This idempotency key was used before for a different submission.",
+            details={"idempotency_key": exc.job.idempotency_key, "job_id": str(exc.job.pk)},
+        )
+
+
+def _streamed_result(result) -> StreamingHttpResponse:
+    """The same `{job_id, result, metadata, ...}` body as an inline result, its `result` streamed from the file.
+
+    A large result is never loaded into memory: the envelope is written
+    around the stored JSON. `X-Result-Checksum` is the SHA-256 of that JSON.
+    """
+    marker = f"__result_{uuid.uuid4().hex}__"
+    envelope = dict(JobResultSerializer(result).data, result=marker)
+    head, tail = json.dumps(envelope).split(json.dumps(marker))
+
+    def body():
+        yield head.encode()
+        with result.result_file.open("rb") as stored:
+            while chunk := stored.read(256 * 1024):
+                yield chunk
+        yield tail.encode()
+
+    response = StreamingHttpResponse(body(), content_type="application/json")
+    response["X-Result-Checksum"] = f"sha256={result.checksum}"
+    return response
 
 
 class JobStateConflict(ApiError):
@@ -93,11 +132,22 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
 
     # -- submitting ---------------------------------------------------------------
 
+    def _idempotency_header(self) -> str | None:
+        """The `Idempotency-Key` header: absent when empty, a 400 when longer than a key may be."""
+        value = self.request.headers.get("Idempotency-Key", "").strip()
+        if not value:
+            return None
+        if len(value) > 255:
+            raise ValidationError({"Idempotency-Key": ["Ensure this header has no more than 255 characters."]})
+        return value
+
     def _submission(self, body, *, header_key: str | None = None) -> services.JobSubmission:
         """Validate one submission body for the caller; raise ValidationError or a 403."""
         serializer = JobSubmitSerializer(data=body)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
+        if data.get("idempotency_key") == "":
+            data["idempotency_key"] = None
         if header_key is not None:
             if data.get("idempotency_key") not in (None, header_key):
                 raise ValidationError({"idempotency_key": ["Differs from the Idempotency-Key header."]})
@@ -114,14 +164,19 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
             data["user_id"] = user.pk
         return services.JobSubmission(**data)
 
-    def _created_by(self):
-        return None if is_service(self.request.user) else self.request.user
+    def _submit_context(self) -> services.SubmitContext:
+        request = self.request
+        traceparent = request.headers.get("traceparent", "")
+        return services.SubmitContext(
+            created_by=None if is_service(request.user) else request.user,
+            request_id=getattr(request._request, "request_id", ""),
+            traceparent=traceparent if TRACEPARENT.match(traceparent) else "",
+        )
 
     def _submitted(self, job) -> dict:
-        duplicate = job.duplicate
-        job = selectors.job_detail(user=self.request.user).get(pk=job.pk)
-        job.duplicate = duplicate
-        return JobSubmittedSerializer(job, context={"request": self.request}).data
+        """The answer for a submitted job, from the object in hand (a new job has no stage runs yet)."""
+        context = {"request": self.request, "new_job": not job.duplicate}
+        return JobSubmittedSerializer(job, context=context).data
 
     @extend_schema(
         summary="Submit a job",
@@ -133,14 +188,17 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
             200: OpenApiResponse(JobSubmittedSerializer, description="A duplicate: the earlier job."),
             400: ERROR_RESPONSE,
             403: ERROR_RESPONSE,
+            422: OpenApiResponse(description="`idempotency_key_reused`: the key came with a different submission."),
         },
     )
     def create(self, request):
-        submission = self._submission(request.data, header_key=request.headers.get("Idempotency-Key"))
+        submission = self._submission(request.data, header_key=self._idempotency_header())
         try:
-            job = services.job_submit(submission=submission, created_by=self._created_by())
+            job = services.job_submit(submission=submission, context=self._submit_context())
         except services.JobSubmitError as exc:
             raise ValidationError(exc.errors) from exc
+        except services.IdempotencyKeyReused as exc:
+            raise IdempotencyKeyReusedError(exc) from exc
         return Response(self._submitted(job), status=status.HTTP_200_OK if job.duplicate else status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -167,26 +225,40 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
     def batch(self, request):
         serializer = JobBatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        results = []
-        for index, body in enumerate(serializer.validated_data["jobs"]):
+        items = serializer.validated_data["jobs"]
+        results: list[dict | None] = [None] * len(items)
+        accepted: list[tuple[int, services.JobSubmission]] = []
+        for index, body in enumerate(items):
             try:
                 if not isinstance(body, dict):
                     raise ValidationError({"non_field_errors": ["Each job must be an object."]})
-                job = services.job_submit(submission=self._submission(body), created_by=self._created_by())
-            except services.JobSubmitError as exc:
-                results.append({"index": index, "status": 400, "errors": exc.errors})
+                accepted.append((index, self._submission(body)))
             except ValidationError as exc:
-                results.append({"index": index, "status": 400, "errors": exc.detail})
+                results[index] = {"index": index, "status": 400, "errors": exc.detail}
             except ApiError as exc:
-                results.append({"index": index, "status": exc.status_code, "errors": exc.details})
+                results[index] = {"index": index, "status": exc.status_code, "errors": exc.details}
+        outcomes = services.job_submit_many(
+            submissions=[submission for _, submission in accepted], context=self._submit_context()
+        )
+        for (index, _), outcome in zip(accepted, outcomes, strict=True):
+            if isinstance(outcome, services.JobSubmitError):
+                results[index] = {"index": index, "status": 400, "errors": outcome.errors}
+            elif isinstance(outcome, services.IdempotencyKeyReused):
+                results[index] = {"index": index, "status": 422, "errors": IdempotencyKeyReusedError(outcome).details}
             else:
-                results.append({"index": index, "status": 200 if job.duplicate else 201, "job": self._submitted(job)})
+                code = 200 if outcome.duplicate else 201
+                results[index] = {"index": index, "status": code, "job": self._submitted(outcome)}
         return Response({"results": results})
 
     # -- following ----------------------------------------------------------------
 
     @extend_schema(
         summary="The job's result",
+        description=(
+            "Always `{job_id, result, metadata, size_bytes, processing_time_ms, created_at, expires_at}`. "
+            "A result stored as a file (over RESULT_INLINE_MAX_BYTES) is streamed inside the same envelope; "
+            "`X-Result-Checksum: sha256=...` is the checksum of the result's JSON."
+        ),
         responses={
             200: JobResultSerializer,
             404: OpenApiResponse(description="`result_not_ready`, `job_failed`, `job_cancelled` or `not_found`."),
@@ -217,9 +289,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         if result is None:
             raise ApiError(status_code=404, code="not_found", message="The job's result has been deleted.")
         if result.is_file:
-            response = FileResponse(result.result_file.open("rb"), content_type=result.content_type)
-            response["X-Result-Checksum"] = f"sha256={result.checksum}"
-            return response
+            return _streamed_result(result)
         return Response(JobResultSerializer(result).data)
 
     @extend_schema(

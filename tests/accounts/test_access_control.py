@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from audit.models import AuditLog
 from jobs.models import JobStatus
-from jobs.services import job_run
+from jobs.run import job_run
 from tests import credentials
 from tests.conftest import grant_role
 from tests.factories import JobFactory, UserFactory

@@ -141,7 +141,7 @@ def test_a_state_change_and_its_audit_row_commit_or_roll_back_together(demo_pipe
     def broken(**kwargs):
         raise RuntimeError("audit insert failed")
 
-    monkeypatch.setattr(services, "audit_record", broken)
+    monkeypatch.setattr(services, "audit_record_many", broken)
     with pytest.raises(RuntimeError):
         services.job_submit(submission=services.JobSubmission(pipeline="sample_task", input_data={}))
     assert not Job.objects.exists()

@@ -46,6 +46,8 @@ def child_env(**overrides) -> dict:
         SECURE_COOKIES="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DB_BROKER_POLL_INTERVAL_MS="50",
+        JOBSITE_STAGE_MODULES="tests.e2e.stages",
+        WORKER_HEARTBEAT_SECONDS="1",
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         STATIC_ROOT=str(settings.STATIC_ROOT),
         PYTHONUNBUFFERED="1",

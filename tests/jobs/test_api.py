@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs.models import Job, JobResult, JobStatus, StageRun, StageRunStatus
-from jobs.services import job_run
+from jobs.run import job_run
 from tests.conftest import grant_role
 from tests.factories import JobFactory, PipelineFactory, UserFactory
 
@@ -81,7 +81,8 @@ def assert_error(response, status_code, code):
 
 def completed_job(pipeline, input_data, **fields):
     job = JobFactory(pipeline=pipeline, input_data=input_data, **fields)
-    job = job_run(job_id=str(job.id))
+    job_run(job_id=str(job.id))
+    job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
     return job
 
@@ -110,7 +111,7 @@ def test_service_submit_returns_201_with_the_queued_job_detail(service_client, d
     job = Job.objects.get(pk=body["id"])
     assert job.status == JobStatus.QUEUED
     assert job.created_by is None
-    assert stub_broker.queues["jobs"].qsize() == 1
+    assert stub_broker.queues["jobs.high"].qsize() == 1  # priority 5: the high band
 
 
 def test_submit_accepts_workflow_name_as_an_alias_of_pipeline(service_client, demo_pipelines):
@@ -502,7 +503,7 @@ def test_session_user_fetches_their_own_result(user_client, user, demo_pipelines
     assert response.json()["result"]["input"] == {"k": "v"}
 
 
-def test_result_stored_as_a_file_is_streamed_with_its_content_type(service_client, db, settings):
+def test_result_stored_as_a_file_is_streamed_in_the_same_envelope_as_an_inline_one(service_client, db, settings):
     settings.RESULT_INLINE_MAX_BYTES = 32
     pipeline = PipelineFactory(config={"stages": [{"name": "pass", "type": "echo"}]})
     output = {"payload": "x" * 200}
@@ -512,11 +513,20 @@ def test_result_stored_as_a_file_is_streamed_with_its_content_type(service_clien
 
     assert response.status_code == 200
     assert response.streaming
-    content = b"".join(response.streaming_content)
-    assert json.loads(content) == output
-    assert content == JobResult.objects.get(job=job).result_file.read()
+    body = json.loads(b"".join(response.streaming_content))
+    assert set(body) == {"job_id", "result", "metadata", "size_bytes", "processing_time_ms", "created_at", "expires_at"}
+    assert body["job_id"] == str(job.pk)
+    assert body["result"] == output
+    stored = JobResult.objects.get(job=job)
+    raw = stored.result_file.read()
+    assert body["size_bytes"] == len(raw)
     assert response["Content-Type"] == "application/json"
-    assert response["X-Result-Checksum"] == f"sha256={hashlib.sha256(content).hexdigest()}"
+    assert response["X-Result-Checksum"] == f"sha256={hashlib.sha256(raw).hexdigest()}"
+
+    settings.RESULT_INLINE_MAX_BYTES = 1_000_000
+    inline_job = completed_job(pipeline, output)
+    inline = get(service_client, result_url(inline_job.pk)).json()
+    assert set(inline) == set(body) and inline["result"] == body["result"]
 
 
 def test_result_of_a_completed_job_whose_result_was_deleted_is_404_not_found(service_client, db):

@@ -8,7 +8,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from jobs.models import Job, JobStatus, StageRun, StageRunStatus
-from jobs.services import job_cancel, job_run
+from jobs.run import job_run
+from jobs.services import job_cancel
 from pipelines.registry import stage
 from tests import credentials
 from tests.factories import JobFactory, PipelineFactory
@@ -17,7 +18,7 @@ JOBS = "/api/v1/jobs/"
 FLAKY_CALLS = {"fail": True, "count": 0}
 
 
-@stage("test_flaky_once")
+@stage("test_flaky_once", isolated=False)
 def flaky(ctx):
     """Fails while FLAKY_CALLS["fail"] is set."""
     FLAKY_CALLS["count"] += 1
@@ -254,7 +255,7 @@ def test_worker_stops_a_cancelling_job_inside_a_long_sleep_stage():
     started = time.monotonic()
     worker.start()
     deadline = time.monotonic() + 10
-    while not StageRun.objects.filter(job=job).exists():
+    while not Job.objects.filter(pk=job.pk, status=JobStatus.PROCESSING).exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -268,20 +269,19 @@ def test_worker_stops_a_cancelling_job_inside_a_long_sleep_stage():
 
 
 def test_job_cancelled_between_stages_stops_at_the_boundary(db, monkeypatch):
-    from pipelines import executor
+    from jobs import run
 
     pipeline = PipelineFactory(
         config={"stages": [{"name": "one", "type": "echo", "params": {}}, {"name": "two", "type": "echo"}]}
     )
     job = JobFactory(pipeline=pipeline, status=JobStatus.QUEUED)
-    original = executor._finish
+    original = run.job_checkpoint
 
-    def finish_then_cancel(run):
-        original(run)
-        if run.name == "one":
-            Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLING)
+    def cancel_then_checkpoint(**kwargs):
+        job_cancel(job_id=job.pk)  # asked while stage "one" ran: the checkpoint reads it back
+        return original(**kwargs)
 
-    monkeypatch.setattr(executor, "_finish", finish_then_cancel)
+    monkeypatch.setattr(run, "job_checkpoint", cancel_then_checkpoint)
     job_run(job_id=str(job.pk))
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED

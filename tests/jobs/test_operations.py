@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditLog
 from jobs.models import Job, JobResult, JobStatus, StageRun, WorkerProcess
-from jobs.services import job_run
+from jobs.run import job_run
 from tests.factories import JobFactory, PipelineFactory
 
 

@@ -15,7 +15,7 @@ from audit.models import AuditLog
 from jobs.middleware import JobHeartbeat
 from jobs.models import Job, JobStatus, StageRun, StageRunStatus, WorkerProcess
 from jobs.recovery import jobs_recover
-from jobs.services import process_id, worker_beat
+from jobs.workers import process_id, worker_beat
 from tests.factories import JobFactory
 
 STUCK = timedelta(minutes=15)
@@ -87,7 +87,13 @@ def test_stale_heartbeat_requeues_and_keeps_completed_stages(db, sent, django_ca
     assert actions[str(job.pk)].action == "requeue"
     assert actions[str(job.pk)].reason.startswith("heartbeat 9")
     job.refresh_from_db()
-    assert (job.status, job.locked_by, job.attempts) == (JobStatus.QUEUED, "", 1)
+    # locked_by keeps naming the worker of the last attempt; the job is no longer held (not processing).
+    assert (job.status, job.locked_by, job.locked_at, job.attempts) == (
+        JobStatus.QUEUED,
+        "host:1:abc/Thread-1",
+        None,
+        1,
+    )
     assert sent() == [str(job.pk)]
     done.refresh_from_db()
     running.refresh_from_db()
@@ -221,17 +227,17 @@ def test_two_concurrent_runs_act_on_each_job_once(stub_broker):
 @pytest.fixture
 def running():
     """Mark job ids as run by this process's threads, as job_run does."""
-    from jobs import services
+    from jobs import workers
 
     added = []
 
     def add(job):
-        services._running.add(str(job.pk))
+        workers._running.add(str(job.pk))
         added.append(str(job.pk))
         return job
 
     yield add
-    services._running.difference_update(added)
+    workers._running.difference_update(added)
 
 
 def test_worker_beat_records_the_process_and_refreshes_the_jobs_it_runs(db, running):
@@ -292,21 +298,23 @@ def test_shutdown_hands_a_running_stage_back_and_the_attempt_does_not_count(stub
         config={"stages": [{"name": "a", "type": "echo"}, {"name": "nap", "type": "sleep", "params": {"seconds": 30}}]}
     )
     job = JobFactory(pipeline=pipeline, status=JobStatus.QUEUED)
-    from jobs.services import job_run
+    from jobs.run import job_run
 
     worker = threading.Thread(target=lambda: (job_run(job_id=str(job.pk)), connection.close()))
     worker.start()
     deadline = time.monotonic() + 10
-    while not StageRun.objects.filter(job=job, name="nap").exists():
+    while not StageRun.objects.filter(job=job, name="a").exists():  # "a" done: "nap" is starting
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    time.sleep(0.2)
 
     assert InterruptibleStage.hand_back_all() == 1
     worker.join(timeout=10)
     assert not worker.is_alive()
 
     job.refresh_from_db()
-    assert (job.status, job.attempts, job.locked_by) == (JobStatus.QUEUED, 0, "")
+    # The interrupted attempt does not count: the job's budget grew by one with it.
+    assert (job.status, job.attempts, job.max_attempts, job.locked_at) == (JobStatus.QUEUED, 1, 4, None)
     nap = StageRun.objects.get(job=job, name="nap")
     assert (nap.status, nap.error) == ("failed", "JobHandBack: interrupted: the worker is shutting down")
     # The next run resumes at the interrupted stage: the first one is not run again.
@@ -314,7 +322,7 @@ def test_shutdown_hands_a_running_stage_back_and_the_attempt_does_not_count(stub
         {"name": "a", "type": "echo"}, {"name": "nap", "type": "sleep", "params": {"seconds": 0}}]})  # fmt: skip
     job_run(job_id=str(job.pk))
     job.refresh_from_db()
-    assert (job.status, job.attempts) == (JobStatus.COMPLETED, 1)
+    assert (job.status, job.attempts) == (JobStatus.COMPLETED, 2)
     assert StageRun.objects.filter(job=job, name="a").count() == 1
 
 

@@ -10,7 +10,9 @@ from dramatiq import Message
 
 from jobs import actors
 from jobs.models import Job, JobResult, JobStatus, StageRun, StageRunStatus
-from jobs.services import JobSubmission, JobSubmitError, job_claim, job_enqueue, job_run, job_submit
+from jobs.run import job_claim, job_run
+from jobs.services import JobSubmission, JobSubmitError, SubmitContext, band_queue, job_enqueue, job_submit
+from jobs.workers import worker_id
 from pipelines.registry import stage
 from pipelines.services import pipeline_ensure
 from tests.factories import JobFactory, PipelineFactory, UserFactory
@@ -55,7 +57,7 @@ def test_job_submit_creates_a_pending_job_with_the_pipeline_config_snapshot(demo
         action="analyse",
     )
 
-    job = job_submit(submission=submission, created_by=creator)
+    job = job_submit(submission=submission, context=SubmitContext(created_by=creator, request_id="req-1"))
 
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
@@ -66,8 +68,9 @@ def test_job_submit_creates_a_pending_job_with_the_pipeline_config_snapshot(demo
     assert (job.priority, job.user_id, job.username, job.action) == (7, creator.pk, "carol", "analyse")
     assert job.created_by == creator
     assert job.input_data == {"text": "Hello there."}
+    assert job.request_id == "req-1"
     # Nothing reaches the broker before the transaction commits.
-    assert stub_broker.queues["jobs"].qsize() == 0
+    assert stub_broker.queues["jobs.high"].qsize() == 0
 
 
 def test_job_keeps_its_config_snapshot_when_the_pipeline_changes_later(db, stub_broker):
@@ -87,7 +90,7 @@ def test_job_submit_queues_the_job_and_sends_it_to_the_broker_after_commit(
     demo_pipelines, stub_broker, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        job = job_submit(submission=JobSubmission(pipeline="text-analysis", input_data={"text": "Hi."}, priority=7))
+        job = job_submit(submission=JobSubmission(pipeline="text-analysis", input_data={"text": "Hi."}, priority=2))
         assert stub_broker.queues["jobs"].qsize() == 0
 
     job.refresh_from_db()
@@ -98,7 +101,30 @@ def test_job_submit_queues_the_job_and_sends_it_to_the_broker_after_commit(
     (message,) = queued_messages(stub_broker, "jobs")
     assert message.actor_name == "jobs_run"
     assert list(message.args) == [str(job.id)]
-    assert message.options["priority"] == 7
+    assert message.options["priority"] == 2
+
+
+@pytest.mark.parametrize(
+    ("priority", "queue", "actor"),
+    [
+        (0, "jobs", "jobs_run"),
+        (3, "jobs", "jobs_run"),
+        (4, "jobs.high", "jobs_run_high"),
+        (7, "jobs.high", "jobs_run_high"),
+        (8, "jobs.urgent", "jobs_run_urgent"),
+        (10, "jobs.urgent", "jobs_run_urgent"),
+    ],
+)
+def test_a_job_is_sent_to_the_queue_of_its_priority_band(
+    demo_pipelines, stub_broker, django_capture_on_commit_callbacks, priority, queue, actor
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        job_submit(submission=JobSubmission(pipeline="sample_task", input_data={}, priority=priority))
+
+    assert band_queue(priority) == queue
+    (message,) = queued_messages(stub_broker, queue)
+    assert (message.actor_name, message.options["priority"]) == (actor, priority)
+    assert sum(stub_broker.queues[q].qsize() for q in ("jobs", "jobs.high", "jobs.urgent")) == 1
 
 
 @pytest.mark.parametrize("name", ["no-such-pipeline", "retired"])
@@ -270,7 +296,7 @@ def test_job_claim_moves_a_queued_job_to_processing_for_the_worker(db):
     claimed = job_claim(job_id=str(job.id), worker="host:1:main")
 
     after = timezone.now()
-    assert claimed is not None and claimed.pk == job.pk
+    assert claimed is not None and claimed.id == job.pk
     job.refresh_from_db()
     assert job.status == JobStatus.PROCESSING
     assert job.attempts == 1
@@ -292,7 +318,6 @@ def test_a_second_claim_of_the_same_job_returns_none(db):
 @pytest.mark.parametrize(
     "status",
     [
-        JobStatus.PENDING,
         JobStatus.PROCESSING,
         JobStatus.RETRYING,
         JobStatus.COMPLETED,
@@ -308,6 +333,17 @@ def test_job_claim_returns_none_for_a_job_that_is_not_queued(db, status):
 
     job.refresh_from_db()
     assert (job.status, job.attempts, job.locked_by) == (status, 0, "")
+
+
+def test_a_pending_job_is_claimable_when_its_message_arrives_before_it_is_marked_queued(db):
+    job = JobFactory(status=JobStatus.PENDING)
+
+    claimed = job_claim(job_id=str(job.id), worker="w")
+
+    assert claimed is not None
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.PROCESSING, 1, "w")
+    assert job.queued_at is not None
 
 
 def test_job_claim_returns_none_for_an_unknown_job(db):
@@ -347,13 +383,15 @@ HTML = (
 def test_job_run_completes_the_text_analysis_pipeline(demo_pipelines):
     job = JobFactory(pipeline=demo_pipelines["text-analysis"], input_data={"html": HTML})
 
-    job = job_run(job_id=str(job.id))
+    job_run(job_id=str(job.id))
+
+    job.refresh_from_db()
 
     assert job.status == JobStatus.COMPLETED
     assert job.progress == 100.0
     assert job.completed_at is not None
     assert job.duration_ms is not None
-    assert job.locked_by == ""
+    assert job.locked_by == worker_id()  # kept: the worker that ran the last attempt
     runs = list(StageRun.objects.filter(job=job).order_by("index"))
     assert [(r.index, r.name, r.stage_type, r.status) for r in runs] == [
         (0, "extract", "extract_text", StageRunStatus.COMPLETED),
@@ -361,13 +399,14 @@ def test_job_run_completes_the_text_analysis_pipeline(demo_pipelines):
     ]
     extracted = "Rivers\n\nRivers carry water. Rivers carry sediment too!"
     assert runs[0].output == {"text": extracted, "characters": len(extracted)}
-    # text_stats counted the extracted text, not the HTML with its script and style.
-    assert runs[1].output["words"] == 8
-    assert runs[1].output["sentences"] == 2
-    assert runs[1].output["top_terms"][:2] == [{"term": "rivers", "count": 3}, {"term": "carry", "count": 2}]
+    assert runs[1].output is None  # the last stage's output is the result, stored once
     assert all(r.finished_at is not None and r.duration_ms is not None for r in runs)
+    assert [(r.attempt, r.job_attempt) for r in runs] == [(1, 1), (1, 1)]
     result = JobResult.objects.get(job=job)
-    assert result.result == runs[1].output
+    # text_stats counted the extracted text, not the HTML with its script and style.
+    assert result.result["words"] == 8
+    assert result.result["sentences"] == 2
+    assert result.result["top_terms"][:2] == [{"term": "rivers", "count": 3}, {"term": "carry", "count": 2}]
     assert not result.is_file
     assert result.metadata == {"pipeline": "text-analysis", "pipeline_version": job.pipeline_version}
 
@@ -410,13 +449,15 @@ def test_a_stage_that_raises_fails_the_job_and_records_its_error(db):
     )
     job = JobFactory(pipeline=pipeline)
 
-    job = job_run(job_id=str(job.id))
+    job_run(job_id=str(job.id))
+
+    job.refresh_from_db()
 
     assert job.status == JobStatus.FAILED
     assert "'second'" in job.error_message
     assert "boom at the second stage" in job.error_message
     assert job.completed_at is not None
-    assert job.locked_by == ""
+    assert job.locked_by == worker_id()
     runs = {r.name: r for r in StageRun.objects.filter(job=job)}
     assert set(runs) == {"first", "second"}
     assert runs["first"].status == StageRunStatus.COMPLETED
@@ -436,7 +477,9 @@ def test_a_result_larger_than_the_inline_limit_is_stored_as_a_file(db, settings)
     output = {"text": "é" * 100, "n": [1, 2, 3]}
     job = JobFactory(pipeline=pipeline, input_data=output)
 
-    job = job_run(job_id=str(job.id))
+    job_run(job_id=str(job.id))
+
+    job.refresh_from_db()
 
     assert job.status == JobStatus.COMPLETED
     result = JobResult.objects.get(job=job)

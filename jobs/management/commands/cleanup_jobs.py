@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from audit.retention import run_purge
 from jobs.models import TERMINAL_STATUSES
-from jobs.services import jobs_purge
+from jobs.retention import jobs_purge
 
 _AGE = re.compile(r"^(\d+)d$")
 

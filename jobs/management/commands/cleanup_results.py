@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.retention import run_purge
-from jobs.services import job_results_purge_expired
+from jobs.retention import job_results_purge_expired
 
 
 class Command(BaseCommand):

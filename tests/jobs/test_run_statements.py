@@ -1,0 +1,78 @@
+"""The run path's cost in statements: a later change that adds one to every job shows up here."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs.models import Job, JobEvent, JobStatus, StageRun
+from jobs.run import job_run
+from tests.factories import JobFactory, PipelineFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _job(stages: int) -> Job:
+    config = {"stages": [{"name": f"s{i}", "type": "echo"} for i in range(stages)]}
+    return JobFactory(pipeline=PipelineFactory(config=config), status=JobStatus.QUEUED, input_data={"n": 1})
+
+
+def _run_counting(job: Job) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        assert job_run(job_id=str(job.pk)) == JobStatus.COMPLETED
+    return [q["sql"] for q in queries.captured_queries]
+
+
+def _postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("the single-statement transitions are PostgreSQL's")
+
+
+def test_a_one_stage_job_costs_two_statements_claim_and_completion():
+    _postgresql_only()
+    job = _job(1)
+
+    statements = _run_counting(job)
+
+    assert len(statements) == 2, statements
+    assert statements[0].lstrip().startswith("WITH j AS (") and "job.started" in statements[0]
+    assert "jobs_jobresult" in statements[1] and "jobs_stagerun" in statements[1]
+    # Each transition wrote its rows: the stage run, the result and both events.
+    assert StageRun.objects.filter(job=job).count() == 1
+    assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True)) == ["job.started", "job.completed"]
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.result.result) == (JobStatus.COMPLETED, 100.0, {"n": 1})
+
+
+def test_each_further_stage_costs_one_statement():
+    _postgresql_only()
+
+    statements = _run_counting(_job(3))
+
+    assert len(statements) == 4, statements  # claim, two checkpoints, completion
+
+
+def test_a_retried_job_reads_its_checkpoints_once():
+    _postgresql_only()
+    job = _job(3)
+    job_run(job_id=str(job.pk))
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)  # as a retry would
+    StageRun.objects.filter(job=job, index=2).delete()
+
+    statements = _run_counting(job)
+
+    reads = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1 and "jobs_stagerun" in reads[0]
+    assert len(statements) == 3  # claim, the checkpoint read, completion (stages 0 and 1 are reused)
+
+
+def test_the_portable_form_writes_the_same_rows(settings):
+    settings.JOB_RUN_SINGLE_STATEMENT = False
+    job = _job(2)
+
+    job_run(job_id=str(job.pk))
+
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.attempts, job.result.result) == (JobStatus.COMPLETED, 100.0, 1, {"n": 1})
+    runs = list(StageRun.objects.filter(job=job).order_by("index").values_list("name", "status", "output"))
+    assert runs == [("s0", "completed", {"n": 1}), ("s1", "completed", None)]
+    assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True)) == ["job.started", "job.completed"]
