@@ -183,6 +183,11 @@ REST_FRAMEWORK = {
 # Lists count exactly up to this many rows; past it PostgreSQL's estimate is used.
 API_COUNT_EXACT_MAX = env.int("API_COUNT_EXACT_MAX", default=10_000)
 
+# --- Request hygiene -------------------------------------------------------------
+
+# JSON bodies nested deeper than this (arrays/objects) are refused with 400.
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
+
 # Requests per period for each kind of caller (DRF rate syntax: N/second|minute|hour|day).
 THROTTLE_RATES = {
     "anon": env.str("THROTTLE_RATE_ANON", default="60/minute"),
