@@ -339,7 +339,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "jobsite.api.request_id.RequestIdLogFilter"}},
     "formatters": {
-        "console": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "console": {
+            "()": "jobsite.logging.ConsoleFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
         "json": {"()": "jobsite.logging.JsonFormatter"},
     },
     "handlers": {
