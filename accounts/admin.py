@@ -36,6 +36,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def audit_resource_id(self, obj):
+        return obj.prefix  # the key's public name; its primary key embeds the hash
+
     @admin.action(description="Revoke selected API keys", permissions=["revoke"])
     def revoke_keys(self, request, queryset):
         revoked = 0

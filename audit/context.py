@@ -7,7 +7,7 @@ services that record audit rows read it, so a service needs no request object.
 from __future__ import annotations
 
 import contextvars
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,5 +61,12 @@ def command_context(name: str):
 
 
 def admin_context(request):
-    """The context of an admin action taken by `request.user`."""
+    """The context of an admin action taken by `request.user`.
+
+    Inside an admin context already open for the same request, that context is
+    kept, so that its caller sees the rows written within.
+    """
+    current = _current.get()
+    if current is not None and current.source == "admin" and current.request is request:
+        return nullcontext(current)
     return audit_context(AuditContext(source="admin", request=request, user=request.user))

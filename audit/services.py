@@ -9,7 +9,7 @@ from typing import Any
 
 from .context import AuditContext, current_context
 from .models import AuditLog
-from .redaction import redact, redact_query, summarize_body
+from .redaction import redact, redact_query, redact_text, storable, summarize_body
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _request_facts(request) -> dict[str, Any]:
         return {}
     details: dict[str, Any] = {
         "method": request.method,
-        "path": request.path,
+        "path": redact_text(request.path),
         "query": redact_query(dict(request.GET.lists())),
     }
     body = getattr(request, "audit_body", None)
@@ -49,9 +49,25 @@ def _request_facts(request) -> dict[str, Any]:
     return {
         "request_details": details,
         "ip_address": request.META.get("REMOTE_ADDR") or None,
-        "user_agent": request.headers.get("User-Agent", "")[:512],
+        "user_agent": redact_text(request.headers.get("User-Agent", "")),
         "request_id": getattr(request, "request_id", ""),
     }
+
+
+def _storable_row(fields: dict[str, Any]) -> dict[str, Any]:
+    """Make every value of a row storable: client text escaped (NUL, surrogates) and cut to its column.
+
+    A row is never lost to what a client sent: PostgreSQL would refuse the whole
+    insert for one NUL character in a path or body.
+    """
+    row = {}
+    for name, value in fields.items():
+        value = storable(value)
+        if isinstance(value, str):
+            max_length = getattr(AuditLog._meta.get_field(name), "max_length", None)
+            value = value[:max_length] if max_length else value
+        row[name] = value
+    return row
 
 
 def audit_record(
@@ -74,13 +90,17 @@ def audit_record(
     if details:
         facts.setdefault("request_details", {})["operation"] = redact(details)
     row = AuditLog.objects.create(
-        action=context.action(app, entity, verb),
-        resource_type=entity,
-        resource_id=str(resource_id or ""),
-        success=success,
-        error_message=error_message[:2000],
-        **_principal(context),
-        **facts,
+        **_storable_row(
+            {
+                "action": context.action(app, entity, verb),
+                "resource_type": entity,
+                "resource_id": str(resource_id or ""),
+                "success": success,
+                "error_message": redact_text(error_message[:2000]),
+                **_principal(context),
+                **facts,
+            }
+        )
     )
     context.written.append(row.pk)
     return row
@@ -143,15 +163,19 @@ def audit_request(
             )
             return
         AuditLog.objects.create(
-            action=action,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            success=status_code < 400,
-            status_code=status_code,
-            duration_ms=duration_ms,
-            error_message=error_message[:2000],
-            **_principal(context),
-            **_request_facts(context.request),
+            **_storable_row(
+                {
+                    "action": action,
+                    "resource_type": resource_type,
+                    "resource_id": resource_id,
+                    "success": status_code < 400,
+                    "status_code": status_code,
+                    "duration_ms": duration_ms,
+                    "error_message": redact_text(error_message[:2000]),
+                    **_principal(context),
+                    **_request_facts(context.request),
+                }
+            )
         )
     except Exception:
         logger.exception("Could not write the audit row for %s %s", action, resource_id)

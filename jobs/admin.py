@@ -37,7 +37,9 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["pipeline"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    readonly_fields = ["audit_trail", *(f.name for f in Job._meta.fields)]
+    # The webhook secret is never shown, not even read-only.
+    exclude = ["webhook_secret"]
+    readonly_fields = ["audit_trail", *(f.name for f in Job._meta.fields if f.name != "webhook_secret")]
     inlines = [StageRunInline]
 
     @admin.display(description="Audit trail")

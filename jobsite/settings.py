@@ -27,7 +27,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with a default site that audits every delete.
+    "audit.admin_site.AuditedAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -189,6 +190,11 @@ REST_FRAMEWORK = {
 
 # Lists count exactly up to this many rows; past it PostgreSQL's estimate is used.
 API_COUNT_EXACT_MAX = env.int("API_COUNT_EXACT_MAX", default=10_000)
+
+# --- Request hygiene -------------------------------------------------------------
+
+# JSON bodies nested deeper than this (arrays/objects) are refused with 400.
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
 
 # Requests per period for each kind of caller (DRF rate syntax: N/second|minute|hour|day).
 THROTTLE_RATES = {
@@ -353,7 +359,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "jobsite.api.request_id.RequestIdLogFilter"}},
     "formatters": {
-        "console": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "console": {
+            "()": "jobsite.logging.ConsoleFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
         "json": {"()": "jobsite.logging.JsonFormatter"},
     },
     "handlers": {

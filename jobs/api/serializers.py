@@ -1,8 +1,13 @@
 """Input and output shapes of the jobs API."""
 
+from urllib.parse import parse_qsl, urlsplit
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from audit.redaction import is_sensitive_name
+from jobsite.api.validation import validate_storable
 
 from ..models import Job, JobResult, StageRun
 
@@ -38,6 +43,26 @@ class JobSubmitSerializer(serializers.Serializer):
     def validate_input_data(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
+        validate_storable(value)
+        return value
+
+    def validate_webhook_url(self, value):
+        """Refuse credentials in the URL: they would be stored and shown with the job; `webhook_secret` signs."""
+        try:
+            parts = urlsplit(value)
+        except ValueError as exc:
+            raise serializers.ValidationError("Enter a valid URL.") from exc
+        if parts.username is not None or parts.password is not None:
+            raise serializers.ValidationError(
+                "Must not contain credentials (user:password@); the callback is signed with webhook_secret."
+            )
+        names = [name for part in (parts.query, parts.fragment) for name, _ in parse_qsl(part, keep_blank_values=True)]
+        secret_names = sorted({name for name in names if is_sensitive_name(name)})
+        if secret_names:
+            raise serializers.ValidationError(
+                f"Must not carry secrets in its query ({', '.join(secret_names)}); "
+                "the callback is signed with webhook_secret."
+            )
         return value
 
     def validate(self, attrs):

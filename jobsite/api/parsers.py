@@ -1,4 +1,4 @@
-"""A JSON parser that enforces the request body limit."""
+"""A JSON parser that enforces the request body size and nesting limits."""
 
 import io
 
@@ -6,12 +6,28 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from rest_framework.parsers import JSONParser
 
+from .errors import ApiError
+from .validation import json_depth_exceeds
+
+
+def _too_deep(limit: int) -> ApiError:
+    return ApiError(
+        status_code=400,
+        code="malformed_request",
+        message=f"The JSON body is nested more than {limit} levels deep.",
+        details={"max_depth": limit},
+    )
+
 
 class LimitedJSONParser(JSONParser):
-    """Parse JSON, refusing bodies over `DATA_UPLOAD_MAX_MEMORY_SIZE` (413).
+    """Parse JSON, refusing bodies over `DATA_UPLOAD_MAX_MEMORY_SIZE` (413) or
+    nested deeper than `API_MAX_JSON_DEPTH` (400).
 
     DRF reads the request stream itself, bypassing Django's own check, so the
-    limit is applied here by reading at most one byte past it.
+    size limit is applied here by reading at most one byte past it. The depth
+    limit protects everything that walks the data afterwards (validation,
+    redaction, storage); Python's own decoder gives up near 1000 levels with a
+    RecursionError, which is answered the same way.
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
@@ -24,7 +40,14 @@ class LimitedJSONParser(JSONParser):
         django_request = getattr((parser_context or {}).get("request"), "_request", None)
         if django_request is not None:
             django_request.audit_body_size = len(body)
-        data = super().parse(io.BytesIO(body), media_type, parser_context)
+        max_depth = settings.API_MAX_JSON_DEPTH
+        try:
+            data = super().parse(io.BytesIO(body), media_type, parser_context)
+        except RecursionError:
+            raise _too_deep(max_depth) from None
+        # Fewer opening brackets than the limit cannot nest past it: skip the walk.
+        if body.count(b"[") + body.count(b"{") > max_depth and json_depth_exceeds(data, max_depth):
+            raise _too_deep(max_depth)
         if django_request is not None:
             django_request.audit_body = data
         return data

@@ -1,6 +1,8 @@
 from django.core.validators import validate_slug
 from rest_framework import serializers
 
+from jobsite.api.validation import validate_storable
+
 from ..models import Pipeline
 
 
@@ -10,7 +12,8 @@ class PipelineSerializer(serializers.ModelSerializer):
     name = serializers.CharField(max_length=100, validators=[validate_slug])
     config = serializers.JSONField(
         help_text='{"input_schema": <JSON Schema>, "stages": [{"name", "type", "params", "retries", "timeout_s"}], '
-        '"max_attempts": int}'
+        '"max_attempts": int}',
+        validators=[validate_storable],
     )
 
     class Meta:

@@ -2,11 +2,11 @@
 
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from jobsite.api.views import GenericViewSet, ThrottledFirstMixin
+from jobsite.api.views import GenericViewSet, ViewSet
 
 from .. import selectors, services
 from ..registry import stage_types
@@ -66,7 +66,7 @@ class PipelineViewSet(
         return Response(PipelineSerializer(pipeline).data)
 
 
-class StageTypeViewSet(ThrottledFirstMixin, viewsets.ViewSet):
+class StageTypeViewSet(ViewSet):
     """The registered stage types with their params schema."""
 
     @extend_schema(responses={200: StageTypeSerializer(many=True)})
