@@ -116,27 +116,18 @@ def audit_record_many(*, app: str, entity: str, verb: str, rows: list[tuple[Any,
     if not rows:
         return
     context = current_context()
-    principal = _principal(context)
-    facts = _request_facts(context.request)
-    shared = dict(facts)
+    common = {"action": context.action(app, entity, verb), "resource_type": entity, "success": True}
+    first = _storable_row({**common, **_principal(context), **_request_facts(context.request)})
+    shared = dict(first)
     if "request_details" in shared:
         shared["request_details"] = {k: v for k, v in shared["request_details"].items() if k != "body"}
-    action = context.action(app, entity, verb)
     objects = []
     for position, (resource_id, details) in enumerate(rows):
-        row_facts = dict(facts if position == 0 else shared)
+        fields = dict(first if position == 0 else shared, resource_id=storable(str(resource_id or ""))[:100])
         if details:
-            row_facts["request_details"] = {**row_facts.get("request_details", {}), "operation": redact(details)}
-        objects.append(
-            AuditLog(
-                action=action,
-                resource_type=entity,
-                resource_id=str(resource_id or ""),
-                success=True,
-                **principal,
-                **row_facts,
-            )
-        )
+            operation = storable(redact(details))
+            fields["request_details"] = {**fields.get("request_details", {}), "operation": operation}
+        objects.append(AuditLog(**fields))
     created = AuditLog.objects.bulk_create(objects)
     context.written.extend(row.pk for row in created)
 
