@@ -45,7 +45,7 @@ from pipelines.deadline import JobHandBack, StageTimeout
 from pipelines.isolation import StageCancelled, describe, error_traceback, run_stage
 from pipelines.registry import StageContext, UnknownStageType, get_stage_type
 
-from .events import job_event_record, notify_sql
+from .events import dispatch_after_commit, job_event_record, notify_sql
 from .models import Job, JobEventType, JobResult, JobStatus, StageRun, StageRunStatus
 from .workers import RUNNING_STATUSES, running, worker_id
 
@@ -378,9 +378,10 @@ WITH j AS (
     SELECT %(event_id)s, j.id, 'job.started', jsonb_build_object('attempt', j.attempts, 'worker', %(worker)s::text),
            {notify_sql(JobEventType.STARTED)}, %(now)s
       FROM j
+ RETURNING notify
 )
 SELECT j.id, p.name, j.pipeline_version, j.pipeline_config, j.input_data, j.attempts, j.max_attempts, j.priority,
-       j.checkpoints_since, j.started_at, j.debug_mode, j.webhook_url, j.request_id
+       j.checkpoints_since, j.started_at, j.debug_mode, j.webhook_url, j.request_id, (SELECT notify FROM event)
   FROM j JOIN pipelines_pipeline p ON p.id = j.pipeline_id
 """
 
@@ -414,14 +415,17 @@ def job_claim(*, job_id: str, worker: str) -> ClaimedJob | None:
     """
     now = timezone.now()
     if _fast_sql():
-        params = {"id": job_id, "worker": worker, "now": now, "event_id": uuid.uuid4()}
+        event_id = uuid.uuid4()
+        params = {"id": job_id, "worker": worker, "now": now, "event_id": event_id}
         with connection.cursor() as cursor:
             cursor.execute(CLAIM_SQL, params)
             row = cursor.fetchone()
         if row is None:
             return None
-        row = list(row)
+        *row, notify = row
         row[3], row[4] = json.loads(row[3]), json.loads(row[4])
+        if notify:
+            dispatch_after_commit([event_id])
     else:
         row = _claim_orm(job_id, worker, now)
         if row is None:
@@ -566,17 +570,24 @@ def _transition_sql(job, from_statuses, changes, record, result, event, now) -> 
             f"result AS (INSERT INTO jobs_jobresult (job_id, {columns}) SELECT id, {values} FROM j "
             f"ON CONFLICT (job_id) DO UPDATE SET {updates})"
         )
+    notified = "FALSE"
     if event is not None:
         params.update(event_id=uuid.uuid4(), event_type=event[0], event_data=json.dumps(event[1]))
         parts.append(
             "event AS (INSERT INTO jobs_jobevent (id, job_id, type, data, notify, created_at) "
-            f"SELECT %(event_id)s, id, %(event_type)s, %(event_data)s::jsonb, {notify_sql(event[0])}, %(now)s FROM j)"
+            f"SELECT %(event_id)s, id, %(event_type)s, %(event_data)s::jsonb, {notify_sql(event[0])}, %(now)s FROM j "
+            "RETURNING notify)"
         )
-    sql = "WITH " + ",\n".join(parts) + "\nSELECT status FROM j"
+        notified = "(SELECT notify FROM event)"
+    sql = "WITH " + ",\n".join(parts) + f"\nSELECT status, {notified} FROM j"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return (row is not None), (row[0] if row else None)
+    if row is None:
+        return False, None
+    if row[1]:
+        dispatch_after_commit([params["event_id"]])
+    return True, row[0]
 
 
 def _record_fields(record: StageRecord) -> dict[str, Any]:
