@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 from django.db import transaction
 
 from audit.services import audit_record
 
 from .models import Pipeline
 from .registry import UnknownStageType, get_stage_type, params_errors
+from .schemas import schema_errors
 
 
 class PipelineConfigError(ValueError):
@@ -32,10 +32,9 @@ def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     schema = config.get("input_schema")
     if schema is not None:
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            errors["config.input_schema"] = [f"Not a valid JSON Schema: {exc.message}"]
+        problems = schema_errors(schema)
+        if problems:
+            errors["config.input_schema"] = problems
     max_attempts = config.get("max_attempts")
     if max_attempts is not None and not (_is_int(max_attempts) and 1 <= max_attempts <= 20):
         errors["config.max_attempts"] = ["Must be an integer from 1 to 20."]
