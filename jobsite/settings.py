@@ -286,6 +286,18 @@ RESULT_INLINE_MAX_BYTES = env.int("RESULT_INLINE_MAX_BYTES", default=1024 * 1024
 RESULT_TTL_DAYS = env.int("RESULT_TTL_DAYS", default=30)
 ALLOW_PRIVATE_NETWORK_URLS = env.bool("ALLOW_PRIVATE_NETWORK_URLS", default=False)
 
+# --- Pipelines -----------------------------------------------------------------
+
+# Secrets that pipeline stages reference by name (`{"$secret": "UPSTREAM_TOKEN"}`),
+# from the environment variables PIPELINE_SECRET_<NAME>: the web server checks the
+# names when a pipeline is written, the workers send the values. None by default.
+_PIPELINE_SECRET_PREFIX = "PIPELINE_SECRET_"
+PIPELINE_SECRETS = {
+    name.removeprefix(_PIPELINE_SECRET_PREFIX): value
+    for name, value in env.ENVIRON.items()
+    if name.startswith(_PIPELINE_SECRET_PREFIX) and name != _PIPELINE_SECRET_PREFIX
+}
+
 # --- Dramatiq ------------------------------------------------------------------
 
 DRAMATIQ_BROKER_URL = env.str("DRAMATIQ_BROKER_URL", default="db")

@@ -15,6 +15,7 @@ import requests
 from jobsite.outbound import safe_request
 
 from .registry import StageContext, stage
+from .secrets import SECRET_REFERENCE_SCHEMA, is_secret_reference, resolve_secret, scrub_secrets
 
 
 class StageCancelled(Exception):
@@ -416,13 +417,20 @@ def render_template(ctx: StageContext, template: str) -> str:
     return _PLACEHOLDER.sub(lambda match: str(resolve_path(ctx, match.group(1))), template)
 
 
-def _render_leaves(ctx: StageContext, value: Any) -> Any:
+def _render_leaves(ctx: StageContext, value: Any, secrets: dict[str, str]) -> Any:
+    """Fill the templates in every string of `value`, and put in the secrets it references.
+
+    Only the config's own `{"$secret": ...}` objects are secrets: a value that a
+    template or a path brings in from the job's data is never looked up.
+    """
     if isinstance(value, str):
         return render_template(ctx, value)
+    if is_secret_reference(value):
+        return resolve_secret(value, secrets)
     if isinstance(value, list):
-        return [_render_leaves(ctx, item) for item in value]
+        return [_render_leaves(ctx, item, secrets) for item in value]
     if isinstance(value, dict):
-        return {key: _render_leaves(ctx, item) for key, item in value.items()}
+        return {key: _render_leaves(ctx, item, secrets) for key, item in value.items()}
     return value
 
 
@@ -431,6 +439,8 @@ class HTTPRequestFailed(Exception):
 
 
 _HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
+# A string, or an object that must then be a secret reference (so each mistake gets its own message).
+_STRING_OR_SECRET = {"type": ["string", "object"], "if": {"type": "object"}, "then": SECRET_REFERENCE_SCHEMA}
 
 
 @stage(
@@ -438,12 +448,12 @@ _HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
     params_schema={
         "type": "object",
         "properties": {
-            "url": {"type": "string", "minLength": 1},
+            "url": {**_STRING_OR_SECRET, "minLength": 1},
             "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"], "default": "GET"},
             "headers": {
                 "type": "object",
                 "propertyNames": {"pattern": _HEADER_NAME},
-                "additionalProperties": {"type": "string"},
+                "additionalProperties": _STRING_OR_SECRET,
             },
             "body": {},
             "body_from": {"type": "string", "minLength": 1},
@@ -455,19 +465,45 @@ _HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
     },
 )
 def http_request(ctx: StageContext):
-    """Send an HTTP request built from templates; output its status, headers and body."""
+    """Send an HTTP request built from templates; output its status, headers and body.
+
+    `{"$secret": NAME}` in the url, a header or the body is replaced by the
+    secret's value just before sending; the values of the secrets it used are
+    replaced by their names in its output and error messages.
+    """
+    secrets: dict[str, str] = {}
+    try:
+        return scrub_secrets(_send(ctx, secrets), secrets)
+    except Exception as exc:
+        message = str(exc)
+        if not any(value and value in message for value in secrets.values()):
+            raise
+        failure = HTTPRequestFailed(scrub_secrets(message, secrets))
+        failure.retryable = getattr(exc, "retryable", True)
+        raise failure from None
+
+
+def _send(ctx: StageContext, secrets: dict[str, str]) -> dict:
     params = ctx.params
     method = params.get("method", "GET")
-    url = render_template(ctx, params["url"])
-    headers = {name: render_template(ctx, value) for name, value in params.get("headers", {}).items()}
+    url = _render_leaves(ctx, params["url"], secrets)
+    headers = {name: _render_leaves(ctx, value, secrets) for name, value in params.get("headers", {}).items()}
     data = None
     if "body" in params or "body_from" in params:
-        body = resolve_path(ctx, params["body_from"]) if "body_from" in params else _render_leaves(ctx, params["body"])
+        body = (
+            resolve_path(ctx, params["body_from"])
+            if "body_from" in params
+            else _render_leaves(ctx, params["body"], secrets)
+        )
         data = json.dumps(body).encode()
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
-    # Query strings often carry tokens: errors name the URL without one.
-    shown = urlunsplit(urlsplit(url)._replace(query="", fragment=""))
+    # Query strings often carry tokens: errors name the URL without one, and a
+    # URL that is a secret by its name only.
+    if is_secret_reference(params["url"]):
+        shown = f"the URL of secret {params['url']['$secret']!r}"
+    else:
+        shown = urlunsplit(urlsplit(url)._replace(query="", fragment=""))
     timeout = float(params.get("timeout_s", 10))
     try:
         response = safe_request(method, url, timeout=timeout, headers=headers, data=data)
