@@ -291,7 +291,7 @@ ALLOW_PRIVATE_NETWORK_URLS = env.bool("ALLOW_PRIVATE_NETWORK_URLS", default=Fals
 # Secrets that pipeline stages reference by name (`{"$secret": "UPSTREAM_TOKEN"}`),
 # from the environment variables PIPELINE_SECRET_<NAME>: the web server checks the
 # names when a pipeline is written, the workers send the values. None by default.
-_PIPELINE_SECRET_PREFIX = "PIPELINE_SECRET_"
+_PIPELINE_SECRET_PREFIX = "PIPELINE_SECRET_"  # noqa: S105 (a variable name prefix)
 PIPELINE_SECRETS = {
     name.removeprefix(_PIPELINE_SECRET_PREFIX): value
     for name, value in env.ENVIRON.items()

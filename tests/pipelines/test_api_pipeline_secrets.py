@@ -65,7 +65,7 @@ def http_config(url):
 
 @pytest.fixture(autouse=True)
 def upstream_secret(settings):
-    settings.PIPELINE_SECRETS = {"UPSTREAM_TOKEN": UPSTREAM_TOKEN, "HOOK_URL": ""}
+    settings.PIPELINE_SECRETS = {"UPSTREAM_TOKEN": UPSTREAM_TOKEN}
 
 
 @pytest.fixture
