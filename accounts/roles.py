@@ -8,7 +8,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "jobs.view_all_jobs",
         "jobs.cancel_job",
         "jobs.retry_job",
-        "pipelines.view_pipeline",
+        "pipelines.view_pipeline",  # pipeline configs with their stage params; others see only the outline
         "pipelines.add_pipeline",
         "pipelines.change_pipeline",
         "pipelines.delete_pipeline",

@@ -5,6 +5,7 @@ SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
     "jobs:read": frozenset({"jobs.view_job", "jobs.view_all_jobs"}),
     "jobs:cancel": frozenset({"jobs.cancel_job"}),
     "jobs:retry": frozenset({"jobs.retry_job"}),
+    "pipelines:read": frozenset({"pipelines.view_pipeline"}),  # full configs; the outline needs no scope
     "pipelines:write": frozenset({"pipelines.add_pipeline", "pipelines.change_pipeline", "pipelines.delete_pipeline"}),
     "webhooks:manage": frozenset(
         {"webhooks.add_subscription", "webhooks.change_subscription", "webhooks.delete_subscription"}

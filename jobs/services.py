@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any
 
 import dramatiq
-import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many
 from pipelines.models import Pipeline
+from pipelines.schemas import input_validator
 
 from .events import job_event_record, job_events_rows
 from .models import Job, JobEvent, JobEventType, JobStatus
@@ -124,13 +124,14 @@ def _input_validator(pipeline_id: int, version: int, schema: dict | None):
 
     Compiling a schema costs far more than comparing it: the cached validator
     is reused while the pipeline's version and schema are the ones it was
-    compiled from.
+    compiled from. It resolves references only inside the schema (see
+    pipelines.schemas): a submission never makes the server fetch anything.
     """
     key = (pipeline_id, version)
     cached = _validators.get(key)
     if cached is not None and cached[0] == schema:
         return cached[1]
-    validator = jsonschema.Draft202012Validator(schema) if schema else None
+    validator = input_validator(schema) if schema else None
     if len(_validators) >= _VALIDATORS_MAX:
         _validators.clear()
     _validators[key] = (schema, validator)

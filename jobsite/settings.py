@@ -308,6 +308,18 @@ JOB_RUN_SINGLE_STATEMENT = env.bool("JOB_RUN_SINGLE_STATEMENT", default=True)
 # before a message when the thread was idle this long, and after a database error.
 WORKER_CONN_CHECK_IDLE_SECONDS = env.int("WORKER_CONN_CHECK_IDLE_SECONDS", default=30)
 
+# --- Pipelines -----------------------------------------------------------------
+
+# Secrets that pipeline stages reference by name (`{"$secret": "UPSTREAM_TOKEN"}`),
+# from the environment variables PIPELINE_SECRET_<NAME>: the web server checks the
+# names when a pipeline is written, the workers send the values. None by default.
+_PIPELINE_SECRET_PREFIX = "PIPELINE_SECRET_"  # noqa: S105 (a variable name prefix)
+PIPELINE_SECRETS = {
+    name.removeprefix(_PIPELINE_SECRET_PREFIX): value
+    for name, value in env.ENVIRON.items()
+    if name.startswith(_PIPELINE_SECRET_PREFIX) and name != _PIPELINE_SECRET_PREFIX
+}
+
 # --- Dramatiq ------------------------------------------------------------------
 
 DRAMATIQ_BROKER_URL = env.str("DRAMATIQ_BROKER_URL", default="db")

@@ -5,6 +5,7 @@ from audit.context import admin_context
 
 from . import services
 from .models import Pipeline
+from .secrets import config_masked
 
 EDITABLE = ["name", "description", "config", "is_active"]
 
@@ -16,7 +17,7 @@ class PipelineForm(forms.ModelForm):
 
     def clean_config(self):
         config = self.cleaned_data["config"]
-        errors = services.pipeline_config_errors(config)
+        errors = services.pipeline_config_errors(config, stored=self.instance.config if self.instance.pk else None)
         if errors:
             raise forms.ValidationError([f"{field}: {'; '.join(messages)}" for field, messages in errors.items()])
         return config
@@ -24,7 +25,10 @@ class PipelineForm(forms.ModelForm):
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
-    """Pipelines are created and changed through the pipelines services (validated, versioned, audited)."""
+    """Pipelines are created and changed through the pipelines services (validated, versioned, audited).
+
+    Credential header values show masked; saving the mask back keeps the stored value.
+    """
 
     form = PipelineForm
     list_display = ["name", "version", "is_active", "stage_names", "updated_at"]
@@ -35,6 +39,14 @@ class PipelineAdmin(admin.ModelAdmin):
     @admin.display(description="Stages")
     def stage_names(self, obj):
         return " → ".join(s.get("name", "?") for s in obj.stages)
+
+    def get_object(self, request, object_id, from_field=None):
+        # Every page about one pipeline (change, view-only, delete, history) gets it masked;
+        # saves go through the services, which read the stored config themselves.
+        pipeline = super().get_object(request, object_id, from_field)
+        if pipeline is not None:
+            pipeline.config = config_masked(pipeline.config)
+        return pipeline
 
     def save_model(self, request, obj, form, change):
         data = {field: form.cleaned_data[field] for field in EDITABLE}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 from django.db import transaction
 
 from audit.services import audit_record
 
 from .models import Pipeline
 from .registry import UnknownStageType, get_stage_type, params_errors
+from .schemas import schema_errors
+from .secrets import config_unmasked, unknown_secrets
 
 
 class PipelineConfigError(ValueError):
@@ -25,17 +26,25 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
-    """Check a pipeline config and return its errors by field path (empty when valid)."""
+def pipeline_config_errors(config: Any, *, stored: dict | None = None) -> dict[str, list[str]]:
+    """Check a pipeline config and return its errors by field path (empty when valid).
+
+    `stored` is the config it replaces: a masked credential header counts as
+    the stored value it stands for (see `pipelines.secrets`).
+    """
+    config, errors = config_unmasked(config, stored=stored)
+    return {**errors, **_config_errors(config)}
+
+
+def _config_errors(config: Any) -> dict[str, list[str]]:
     if not isinstance(config, dict):
         return {"config": ["Must be an object."]}
     errors: dict[str, list[str]] = {}
     schema = config.get("input_schema")
     if schema is not None:
-        try:
-            jsonschema.Draft202012Validator.check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            errors["config.input_schema"] = [f"Not a valid JSON Schema: {exc.message}"]
+        problems = schema_errors(schema)
+        if problems:
+            errors["config.input_schema"] = problems
     max_attempts = config.get("max_attempts")
     if max_attempts is not None and not (_is_int(max_attempts) and 1 <= max_attempts <= 20):
         errors["config.max_attempts"] = ["Must be an integer from 1 to 20."]
@@ -61,7 +70,7 @@ def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
         except (UnknownStageType, TypeError):
             errors[f"{where}.type"] = [f"Unknown stage type {type_name!r}."]
             continue
-        problems = params_errors(stage_type, spec.get("params", {}))
+        problems = params_errors(stage_type, spec.get("params", {})) + unknown_secrets(spec.get("params"))
         if problems:
             errors[f"{where}.params"] = problems
         for key, low, high in (("retries", 0, 10), ("timeout_s", 1, 86400)):
@@ -71,14 +80,27 @@ def pipeline_config_errors(config: Any) -> dict[str, list[str]]:
     return errors
 
 
+def _unmasked(config: Any, *, stored: dict | None) -> Any:
+    """`config` with its masked credential headers restored from `stored`; PipelineConfigError if one cannot be."""
+    config, errors = config_unmasked(config, stored=stored)
+    if errors:
+        raise PipelineConfigError(errors)
+    return config
+
+
+def _check(config: Any) -> None:
+    errors = _config_errors(config)
+    if errors:
+        raise PipelineConfigError(errors)
+
+
 @transaction.atomic
 def pipeline_create(
     *, name: str, config: dict, description: str = "", is_active: bool = True, created_by=None
 ) -> Pipeline:
     """Create a pipeline after validating its config."""
-    errors = pipeline_config_errors(config)
-    if errors:
-        raise PipelineConfigError(errors)
+    config = _unmasked(config, stored=None)
+    _check(config)
     pipeline = Pipeline.objects.create(
         name=name, description=description, config=config, is_active=is_active, created_by=created_by
     )
@@ -93,9 +115,8 @@ def pipeline_ensure(*, name: str, config: dict, description: str = "") -> tuple[
     The outcome is "created", "updated" (config changed, version bumped) or
     "unchanged". Used to install the built-in demo pipelines idempotently.
     """
-    errors = pipeline_config_errors(config)
-    if errors:
-        raise PipelineConfigError(errors)
+    config = _unmasked(config, stored=None)
+    _check(config)
     pipeline = Pipeline.objects.select_for_update().filter(name=name).first()
     if pipeline is None:
         pipeline = Pipeline.objects.create(name=name, description=description, config=config)
@@ -125,13 +146,14 @@ def pipeline_update(
     """Change a pipeline; a changed config is validated and bumps `version`.
 
     Jobs already submitted keep the config snapshot they were submitted with.
+    A credential header sent back masked keeps its stored value.
     """
     pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
     changed = []
+    if config is not None:
+        config = _unmasked(config, stored=pipeline.config)
     if config is not None and config != pipeline.config:
-        errors = pipeline_config_errors(config)
-        if errors:
-            raise PipelineConfigError(errors)
+        _check(config)
         pipeline.config = config
         pipeline.version += 1
         changed += ["config", "version"]

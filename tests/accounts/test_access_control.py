@@ -30,6 +30,9 @@ PRINCIPALS = [
     "operator",
     "auditor",
     "service",
+    "create_only_key",
+    "pipelines_read_key",
+    "owner_pipelines_read_key",
 ]
 
 # endpoint name -> (method, url template, body)
@@ -73,6 +76,9 @@ EXPECTED = {
         "operator": 200,
         "auditor": 403,
         "service": 200,
+        "create_only_key": 403,
+        "pipelines_read_key": 403,
+        "owner_pipelines_read_key": 403,
     },
     "jobs.create": {
         **UNAUTHENTICATED,
@@ -84,6 +90,9 @@ EXPECTED = {
         "operator": 201,
         "auditor": 403,
         "service": 201,
+        "create_only_key": 201,
+        "pipelines_read_key": 403,
+        "owner_pipelines_read_key": 403,
     },
     "jobs.detail": {
         **UNAUTHENTICATED,
@@ -95,6 +104,9 @@ EXPECTED = {
         "operator": 200,
         "auditor": 403,
         "service": 200,
+        "create_only_key": 403,
+        "pipelines_read_key": 403,
+        "owner_pipelines_read_key": 403,
     },
     "jobs.result": {
         **UNAUTHENTICATED,
@@ -106,6 +118,9 @@ EXPECTED = {
         "operator": 200,
         "auditor": 403,
         "service": 200,
+        "create_only_key": 403,
+        "pipelines_read_key": 403,
+        "owner_pipelines_read_key": 403,
     },
     # Keys are managed by a logged-in user; no key (scoped or not) and not the service.
     "api_keys.list": {
@@ -118,6 +133,9 @@ EXPECTED = {
         "operator": 200,
         "auditor": 200,
         "service": 403,
+        "create_only_key": 403,
+        "pipelines_read_key": 403,
+        "owner_pipelines_read_key": 403,
     },
     "api_keys.create": {
         **UNAUTHENTICATED,
@@ -129,6 +147,9 @@ EXPECTED = {
         "operator": 201,
         "auditor": 201,
         "service": 403,
+        "create_only_key": 403,
+        "pipelines_read_key": 403,
+        "owner_pipelines_read_key": 403,
     },
     "api_keys.revoke": {
         **UNAUTHENTICATED,
@@ -140,6 +161,9 @@ EXPECTED = {
         "operator": 404,
         "auditor": 404,
         "service": 403,
+        "create_only_key": 403,
+        "pipelines_read_key": 403,
+        "owner_pipelines_read_key": 403,
     },
 }
 
@@ -155,9 +179,13 @@ MANAGERS = {"operator": 409, "service": 409}
 for _endpoint in ("jobs.cancel", "jobs.delete", "jobs.retry"):
     EXPECTED[_endpoint] = {**UNAUTHENTICATED, **{p: 403 for p in PRINCIPALS[6:] if p not in MANAGERS}, **MANAGERS}
 
-# Pipelines: everyone signed in reads them (a key needs no particular scope); operators write.
+# Pipelines: everyone signed in reads their outline (a key needs no particular scope); reading
+# configs (stage params) needs pipelines.view_pipeline, which operators have and a key's
+# pipelines:read scope lets through; operators write.
 READERS = {p: 200 for p in PRINCIPALS[6:]}
 EXPECTED["pipelines.list"] = EXPECTED["pipelines.detail"] = EXPECTED["stages.list"] = {**UNAUTHENTICATED, **READERS}
+CONFIG_READERS = {"operator", "service", "pipelines_read_key"}
+OUTLINE = {"name", "description", "version", "is_active", "input_schema", "stages"}
 WRITERS = {"operator", "service"}
 for _endpoint, _ok in (("pipelines.create", 201), ("pipelines.update", 200), ("pipelines.delete", 204)):
     EXPECTED[_endpoint] = {
@@ -231,6 +259,12 @@ def headers_for(principal: str, world) -> dict:
             return credentials.jwt_for(world["auditor"])
         case "service":
             return {"HTTP_X_API_SECRET": settings.JOBSITE_API_SECRET}
+        case "create_only_key":
+            return credentials.api_key_for(owner, scopes=["jobs:create"])
+        case "pipelines_read_key":
+            return credentials.api_key_for(world["operator"], scopes=["pipelines:read"])
+        case "owner_pipelines_read_key":  # the scope does not give a submitter what the role does not
+            return credentials.api_key_for(owner, scopes=["pipelines:read"])
     raise AssertionError(principal)
 
 
@@ -247,6 +281,24 @@ def test_access(endpoint, principal, expected, world):
         body = response.json()
         assert set(body) == {"error", "message", "details", "request_id"}
         assert body["request_id"] == response["X-Request-ID"]
+
+
+CONFIG_CASES = [(e, p) for e in ("pipelines.list", "pipelines.detail") for p in PRINCIPALS[6:]]
+
+
+@pytest.mark.parametrize(("endpoint", "principal"), CONFIG_CASES, ids=[f"{e}-{p}" for e, p in CONFIG_CASES])
+def test_pipeline_configs_only_for_pipelines_read(endpoint, principal, world):
+    _, template, _ = ENDPOINTS[endpoint]
+
+    response = APIClient().get(template, **headers_for(principal, world))
+
+    body = response.json()
+    pipeline = body["results"][0] if endpoint == "pipelines.list" else body
+    if principal in CONFIG_READERS:
+        assert pipeline["config"]["stages"] == [{"name": "work", "type": "sample_task", "params": {"seconds": 0.2}}]
+    else:
+        assert set(pipeline) == OUTLINE
+        assert pipeline["stages"] == [{"name": "work", "type": "sample_task"}]
 
 
 def test_other_users_jobs_never_appear_in_their_list(world):

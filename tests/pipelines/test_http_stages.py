@@ -363,7 +363,11 @@ def test_valid_params_have_no_errors(stage_name, params):
         ("http_request", {"url": "https://x/", "method": "HEAD"}, "method: 'HEAD' is not one of"),
         ("http_request", {"url": "https://x/", "timeout_s": 0.05}, "timeout_s: 0.05 is less than the minimum of 0.1"),
         ("http_request", {"url": "https://x/", "timeout_s": 61}, "timeout_s: 61 is greater than the maximum of 60"),
-        ("http_request", {"url": "https://x/", "headers": {"X-N": 1}}, "headers.X-N: 1 is not of type 'string'"),
+        (
+            "http_request",
+            {"url": "https://x/", "headers": {"X-N": 1}},
+            "headers.X-N: 1 is not of type 'string', 'object'",
+        ),
         ("http_request", {"url": "https://x/", "headers": {"Bad Name": "v"}}, "headers: 'Bad Name' does not match"),
         ("http_request", {"url": "https://x/", "body": {}, "body_from": "previous"}, "should not be valid under"),
         ("http_request", {"url": "https://x/", "verb": "GET"}, "Additional properties are not allowed ('verb'"),
@@ -377,3 +381,38 @@ def test_bad_params_are_reported(stage_name, params, expected):
 
     assert len(errors) == 1
     assert expected in errors[0]
+
+
+# --- http_request: secrets ------------------------------------------------------------
+
+
+def test_secret_references_in_params_are_sent_resolved(private_allowed, httpserver, base_url, settings):
+    settings.PIPELINE_SECRETS = {"HOOK": base_url + "/hook", "TOKEN": "t-1"}
+    httpserver.expect_request("/hook", headers={"X-Token": "t-1"}, json={"auth": {"token": "t-1"}}).respond_with_json(
+        {}
+    )
+
+    run_stage(
+        "http_request",
+        {
+            "url": {"$secret": "HOOK"},
+            "method": "POST",
+            "headers": {"X-Token": {"$secret": "TOKEN"}},
+            "body": {"auth": {"token": {"$secret": "TOKEN"}}},
+        },
+    )
+
+    assert len(httpserver.log) == 1
+
+
+def test_a_secret_reference_in_the_jobs_data_is_sent_as_it_is(private_allowed, httpserver, base_url, settings):
+    settings.PIPELINE_SECRETS = {"TOKEN": "t-1"}
+    httpserver.expect_request("/x", json={"$secret": "TOKEN"}).respond_with_json({})
+
+    run_stage(
+        "http_request",
+        {"url": base_url + "/x", "method": "POST", "body_from": "input.payload"},
+        input={"payload": {"$secret": "TOKEN"}},
+    )
+
+    assert len(httpserver.log) == 1
