@@ -1,7 +1,8 @@
 """The roles jobsite ships with: Django groups and the permissions each one holds."""
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    "submitter": ["jobs.add_job", "jobs.view_job"],
+    # A submitter cancels and retries its own jobs only: the job lookups are scoped to the caller.
+    "submitter": ["jobs.add_job", "jobs.view_job", "jobs.cancel_job", "jobs.retry_job"],
     "operator": [
         "jobs.add_job",
         "jobs.view_job",

@@ -167,15 +167,16 @@ EXPECTED = {
     },
 }
 
-# Reading and submitting follow jobs.list / jobs.create; cancel and retry need the operator's
-# permissions (the job in the table is completed: cancel and retry answer 409 once allowed).
+# Reading and submitting follow jobs.list / jobs.create. Cancel and retry: a submitter acts on its
+# own jobs (another's is 404), operators and the service on all (the job in the table is completed:
+# cancel and retry answer 409 once allowed); a key needs the jobs:cancel / jobs:retry scope.
 EXPECTED["jobs.stats"] = EXPECTED["jobs.list"]
 EXPECTED["jobs.validate"] = {
     **EXPECTED["jobs.create"],
     **{p: 200 for p, c in EXPECTED["jobs.create"].items() if c == 201},
 }
 EXPECTED["jobs.batch"] = EXPECTED["jobs.validate"]
-MANAGERS = {"operator": 409, "service": 409}
+MANAGERS = {"owner": 409, "other_user": 404, "operator": 409, "service": 409}
 for _endpoint in ("jobs.cancel", "jobs.delete", "jobs.retry"):
     EXPECTED[_endpoint] = {**UNAUTHENTICATED, **{p: 403 for p in PRINCIPALS[6:] if p not in MANAGERS}, **MANAGERS}
 

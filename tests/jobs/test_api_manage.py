@@ -2,9 +2,11 @@
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from jobs.models import Job, JobStatus, StageRun, StageRunStatus
@@ -233,11 +235,30 @@ def test_cancelling_a_finished_job_is_409(operator_client, finished):
     assert response.json()["details"]["status"] == finished
 
 
-def test_submitters_may_not_cancel_or_retry(user):
+def test_a_submitter_cancels_and_retries_its_own_jobs_and_never_anothers(user, other_user, stub_broker):
+    mine = JobFactory(status=JobStatus.QUEUED, user_id=user.pk)
+    theirs = JobFactory(status=JobStatus.QUEUED, user_id=other_user.pk)
+    client = APIClient()
+    client.credentials(**credentials.jwt_for(user))
+
+    assert client.post(f"{JOBS}{theirs.pk}/cancel/").status_code == 404
+    assert client.post(f"{JOBS}{mine.pk}/cancel/").status_code == 200
+    assert client.post(f"{JOBS}{theirs.pk}/retry/").status_code == 404
+    assert client.post(f"{JOBS}{mine.pk}/retry/").status_code == 200
+
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.status in (JobStatus.PENDING, JobStatus.QUEUED)
+    assert theirs.status == JobStatus.QUEUED
+
+
+def test_a_submitters_key_needs_the_cancel_scope(user):
     job = JobFactory(status=JobStatus.QUEUED, user_id=user.pk)
     client = APIClient()
-    assert client.post(f"{JOBS}{job.pk}/cancel/", **credentials.jwt_for(user)).status_code == 403
-    assert client.post(f"{JOBS}{job.pk}/retry/", **credentials.jwt_for(user)).status_code == 403
+    client.credentials(**credentials.api_key_for(user, scopes=["jobs:create", "jobs:read"]))
+    assert client.post(f"{JOBS}{job.pk}/cancel/").status_code == 403
+    client.credentials(**credentials.api_key_for(user, scopes=["jobs:cancel"]))
+    assert client.post(f"{JOBS}{job.pk}/cancel/").status_code == 200
 
 
 @pytest.mark.django_db(transaction=True)
@@ -374,3 +395,32 @@ def test_other_users_jobs_are_404_for_cancel_and_retry_too(user, other_user):
     client = APIClient()
     assert client.post(f"{JOBS}{job.pk}/cancel/", **credentials.jwt_for(other_user)).status_code == 404
     assert client.post(f"{JOBS}{job.pk}/retry/", **credentials.jwt_for(other_user)).status_code == 404
+
+
+def test_retrying_a_cancelled_scheduled_job_waits_for_its_run_at_again(
+    operator_client, stub_broker, django_capture_on_commit_callbacks
+):
+    run_at = timezone.now() + timedelta(hours=1)
+    job = JobFactory(status=JobStatus.SCHEDULED, run_at=run_at)
+    operator_client.post(f"{JOBS}{job.pk}/cancel/")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(f"{JOBS}{job.pk}/retry/", {}, format="json")
+
+    assert response.status_code == 200
+    job.refresh_from_db()
+    assert (job.status, job.run_at) == (JobStatus.SCHEDULED, run_at)
+    assert stub_broker.queues["jobs"].qsize() == 0
+    assert stub_broker.queues["jobs.DQ"].qsize() == 1  # sent with its delay, not to run at once
+
+
+def test_a_manual_retry_of_a_job_out_of_attempts_grants_the_pipelines_allowance_again(
+    operator_client, stub_broker, settings
+):
+    settings.JOB_DEFAULT_MAX_ATTEMPTS = 3
+    job = JobFactory(status=JobStatus.FAILED, attempts=3, max_attempts=3)
+
+    assert operator_client.post(f"{JOBS}{job.pk}/retry/", {}, format="json").status_code == 200
+
+    job.refresh_from_db()
+    assert (job.attempts, job.max_attempts) == (3, 6)

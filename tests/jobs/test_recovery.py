@@ -179,13 +179,16 @@ def test_overdue_scheduled_job_is_re_sent_and_future_ones_wait(db, sent):
     assert sent() == [str(overdue.pk)]
 
 
-def test_dry_run_changes_nothing(db, sent):
+def test_dry_run_changes_nothing_and_says_what_it_would_do(db, sent, caplog):
     job = _held(beat=_ago(minutes=20))
-    assert _recover(dry_run=True)[str(job.pk)].action == "requeue"
+    with caplog.at_level("INFO", logger="jobs.recovery"):
+        assert _recover(dry_run=True)[str(job.pk)].action == "requeue"
     job.refresh_from_db()
     assert job.status == JobStatus.PROCESSING
     assert sent() == []
     assert not AuditLog.objects.exists()
+    lines = [r.getMessage() for r in caplog.records if r.name == "jobs.recovery"]
+    assert lines == [f"recovery: would requeue  {job.pk}  (heartbeat 1200 s old)"]
 
 
 def test_command_reports_each_action_with_its_reason_and_audits_it(db, sent):

@@ -206,3 +206,18 @@ def test_errors_that_cannot_pass_are_not_retried(db, stub_broker):
     assert job.status == JobStatus.FAILED
     assert "(attempt 1 of 4): StageOutputError: its output is not JSON" in job.error_message
     assert StageRun.objects.filter(job=job).count() == 1
+
+
+def test_stage_retries_never_take_a_job_past_its_max_attempts(db, stub_broker):
+    job = _job([{"name": "flaky", "type": "test_fails_n_times", "retries": 5}], fail=10)
+    Job.objects.filter(pk=job.pk).update(max_attempts=3)
+
+    for _ in range(5):
+        job_run(job_id=str(job.pk))
+        _release(job)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert (job.attempts, job.max_attempts) == (3, 3)
+    assert job.error_message.endswith("the job's 3 attempts are spent")
+    assert StageRun.objects.filter(job=job).count() == 3
