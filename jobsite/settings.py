@@ -103,15 +103,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
-    # Each web thread and worker thread keeps one connection open for CONN_MAX_AGE
-    # seconds (checked before reuse); see the README's connection budget.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Each web or worker thread keeps one connection open for CONN_MAX_AGE seconds
+    # (checked before reuse). The development server starts a thread per request, so
+    # with DEBUG on connections close after each request instead of piling up.
+    # DATABASE_POOL_MAX_SIZE > 0 uses psycopg's pool instead: at most that many
+    # connections per process, shared by its threads (see the README's connection budget).
+    _pool_max = env.int("DATABASE_POOL_MAX_SIZE", default=0)
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    if _pool_max:
+        _options["pool"] = {"min_size": 1, "max_size": _pool_max, "timeout": env.int("DATABASE_POOL_TIMEOUT", default=30)}
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if DEBUG else 60)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # psycopg prepares a statement on the server after this many executions on a
     # connection (the job path repeats a few statements); empty turns it off, as
     # a PgBouncer in transaction mode requires.
     _prepare = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
+    _options["prepare_threshold"] = int(_prepare) if _prepare else None
 DATABASES["default"].setdefault("TEST", {})
 if env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"]["NAME"] = env.str("TEST_DATABASE_NAME")
