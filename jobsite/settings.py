@@ -111,7 +111,8 @@ else:
     _pool_max = env.int("DATABASE_POOL_MAX_SIZE", default=0)
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     if _pool_max:
-        _options["pool"] = {"min_size": 1, "max_size": _pool_max, "timeout": env.int("DATABASE_POOL_TIMEOUT", default=30)}
+        _pool_timeout = env.int("DATABASE_POOL_TIMEOUT", default=30)
+        _options["pool"] = {"min_size": 1, "max_size": _pool_max, "timeout": _pool_timeout}
         DATABASES["default"]["CONN_MAX_AGE"] = 0
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if DEBUG else 60)

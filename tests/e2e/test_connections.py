@@ -39,7 +39,9 @@ def test_the_development_server_does_not_keep_a_connection_per_request_thread(po
     try:
         wait_until_healthy(url, proc)
         for _ in range(30):  # each request on a thread of its own
-            response = requests.get(f"{url}/api/v1/jobs/", headers={"X-API-Secret": env["JOBSITE_API_SECRET"]})
+            response = requests.get(
+                f"{url}/api/v1/jobs/", headers={"X-API-Secret": env["JOBSITE_API_SECRET"]}, timeout=10
+            )
             assert response.status_code == 200
         time.sleep(0.5)
         assert _connections(database_url(), name) <= 2
