@@ -15,7 +15,7 @@ from jobsite.api.views import GenericViewSet
 
 from .. import selectors, services
 from ..models import ApiKey
-from .serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
+from .serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer, RefreshSerializer
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
@@ -28,8 +28,12 @@ class LoginView(TokenObtainPairView):
 
 
 class RefreshView(TokenRefreshView):
-    """Exchange a refresh token for a new access token (and a new refresh token)."""
+    """Exchange a refresh token for a new access token (and a new refresh token).
 
+    A refresh token issued before its user's password last changed is refused.
+    """
+
+    serializer_class = RefreshSerializer
     authentication_classes = []
     permission_classes = [AllowAny]
     throttle_classes = [LoginRateThrottle]

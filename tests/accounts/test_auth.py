@@ -169,3 +169,30 @@ def test_create_api_key_command_rejects_unknown_users_and_scopes(user):
         call_command("create_api_key", "ghost", "--name", "x")
     with pytest.raises(CommandError, match="Unknown scope"):
         call_command("create_api_key", "alice", "--name", "x", "--scopes", "root")
+
+
+def test_refresh_token_is_refused_after_the_password_changes(login, user):
+    refresh = credentials.remember(login().json()["refresh"])
+    user.set_password("a brand new password 123")
+    user.save()
+
+    response = APIClient().post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"] == "authentication_failed"
+
+
+def test_refresh_token_of_a_deleted_user_is_401_not_500(login, user):
+    refresh = credentials.remember(login().json()["refresh"])
+    user.delete()
+
+    response = APIClient().post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"] == "authentication_failed"
+
+
+def test_refresh_token_of_a_deactivated_user_is_refused(login, user):
+    refresh = credentials.remember(login().json()["refresh"])
+    user.is_active = False
+    user.save()
+
+    assert APIClient().post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json").status_code == 401
