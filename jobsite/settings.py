@@ -260,6 +260,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# A user may hold at most this many usable (unrevoked, unexpired) API keys.
+API_KEYS_PER_USER_MAX = env.int("API_KEYS_PER_USER_MAX", default=20)
+
 # The shared secret of the trusted service principal (`X-API-Secret`); off when unset.
 JOBSITE_API_SECRET = env.str("JOBSITE_API_SECRET", default="")
 
