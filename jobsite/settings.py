@@ -260,6 +260,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Health detail (queue depths, workers, error text) for everyone, not only operators.
+HEALTH_DETAIL_PUBLIC = env.bool("HEALTH_DETAIL_PUBLIC", default=False)
+
 # A user may hold at most this many usable (unrevoked, unexpired) API keys.
 API_KEYS_PER_USER_MAX = env.int("API_KEYS_PER_USER_MAX", default=20)
 
