@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "jobsite.api.request_id.RequestIdMiddleware",
+    "jobsite.api.errors.ApiErrorShapeMiddleware",
     "jobsite.api.slash.ApiTrailingSlashMiddleware",
     "audit.middleware.AuditMiddleware",
     "django.middleware.security.SecurityMiddleware",

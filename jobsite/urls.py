@@ -4,9 +4,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from . import health
 
-handler404 = "jobsite.api.errors.api_not_found"
-handler500 = "jobsite.api.errors.api_server_error"
-
 urlpatterns = [
     # With or without the trailing slash: probes are configured both ways.
     re_path(r"^health/?$", health.liveness, name="health"),
