@@ -12,10 +12,16 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").exists():
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+ENV_FILE = BASE_DIR / ".env"
+# A checkout with no .env and neither DEBUG nor SECRET_KEY in the environment is a
+# developer's: DEBUG defaults to on there, so that `manage.py` works as it comes.
+# Anything configured (a .env, or DEBUG or SECRET_KEY set, as every deployment
+# does) keeps DEBUG off unless it says otherwise.
+DEVELOPMENT_DEFAULTS = not ENV_FILE.exists() and not {"DEBUG", "SECRET_KEY"} & set(env.ENVIRON)
+if ENV_FILE.exists():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = env.bool("DEBUG", default=DEVELOPMENT_DEFAULTS)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
