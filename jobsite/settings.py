@@ -375,10 +375,21 @@ DB_BROKER_POLL_INTERVAL_MS = env.int("DB_BROKER_POLL_INTERVAL_MS", default=200)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="console")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# One line per event, and nothing while idle:
+# - a 4xx/5xx response is logged once, by `django.request` (with the request id),
+#   not again by Django's own DEBUG console handler nor by runserver's access line;
+# - the scheduler's runs of its periodic jobs (recovery every few seconds, its
+#   lock renewal, the crontab heartbeat) are not events; their failures still are.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "jobsite.api.request_id.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "jobsite.api.request_id.RequestIdLogFilter"},
+        "below_400": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": lambda r: getattr(r, "status_code", 0) < 400,
+        },
+    },
     "formatters": {
         "console": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "jobsite.logging.JsonFormatter"},
@@ -391,4 +402,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["default"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "filters": ["below_400"], "propagate": True},
+        "apscheduler.executors": {"level": "WARNING"},
+        "dramatiq_crontab.tasks.heartbeat": {"level": "WARNING"},
+    },
 }
