@@ -1,9 +1,11 @@
 # jobsite: one image for the web server and the worker.
 FROM python:3.11-slim
 
+# DEBUG=0: an image is never a developer's checkout (see "Configuration" in the README).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    DEBUG=0
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends curl procps \

@@ -7,7 +7,7 @@ PORT ?= 8000
 # Development defaults for `make run` only; set them in the environment or .env to override.
 RUN_ENV := DEBUG=$${DEBUG:-1} JOBSITE_API_SECRET=$${JOBSITE_API_SECRET:-dev-secret}
 
-.PHONY: run test lint format migrate worker web clean
+.PHONY: run manage test lint format migrate worker web clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(VENV)/.installed
 	$(PY) manage.py install_demo_pipelines && \
 	{ [ "$$DEBUG" = "0" ] || $(PY) manage.py ensure_demo_superuser; } && \
 	PY=$(PY) PORT=$(PORT) ./scripts/run.sh
+
+# Any manage.py command with the project's virtualenv: make manage ARGS="createsuperuser"
+manage: $(VENV)/.installed
+	$(PY) manage.py $(ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest

@@ -2,11 +2,14 @@
 
 from datetime import datetime
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
 
+from . import selectors
 from .models import ApiKey
 from .scopes import SCOPES
 
@@ -19,8 +22,20 @@ class ApiKeyError(ValueError):
         self.errors = errors
 
 
+class ApiKeyLimitReached(Exception):
+    """The user already holds `API_KEYS_PER_USER_MAX` active keys."""
+
+    def __init__(self, *, limit: int):
+        super().__init__(f"A user may hold at most {limit} active API key(s); revoke one before creating another.")
+        self.limit = limit
+
+
 def api_key_create(*, user, name: str, scopes: list[str] | None = None, expires_at: datetime | None = None):
-    """Create an API key for `user`; return the key row and the full key, which is never stored."""
+    """Create an API key for `user`; return the key row and the full key, which is never stored.
+
+    Raises `ApiKeyError` for invalid fields and `ApiKeyLimitReached` when the
+    user already holds `API_KEYS_PER_USER_MAX` unrevoked, unexpired keys.
+    """
     scopes = list(dict.fromkeys(scopes or []))
     errors: dict[str, list[str]] = {}
     unknown = [s for s in scopes if s not in SCOPES]
@@ -32,7 +47,12 @@ def api_key_create(*, user, name: str, scopes: list[str] | None = None, expires_
         errors["name"] = ["Required, at most 50 characters."]
     if errors:
         raise ApiKeyError(errors)
+    limit = settings.API_KEYS_PER_USER_MAX
     with transaction.atomic():
+        # The user's row is the lock that makes "count, then create" one step for concurrent requests.
+        get_user_model().objects.select_for_update().only("pk").get(pk=user.pk)
+        if selectors.api_key_active_count(user=user) >= limit:
+            raise ApiKeyLimitReached(limit=limit)
         api_key, key = ApiKey.objects.create_key(user=user, name=name, scopes=scopes, expiry_date=expires_at)
         audit_record(
             app="accounts",

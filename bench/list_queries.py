@@ -1,16 +1,20 @@
 """Server-side time of the common job-list queries over 1,000,000 jobs on PostgreSQL.
 
-Run by hand, never in CI, against a scratch database (created when missing):
+Run by hand, never in CI:
 
-    .venv/bin/python bench/list_queries.py [--database-url postgres://postgres@127.0.0.1:5432/jobsite_bench]
-                                           [--jobs 1000000] [--runs 50]
+    .venv/bin/python bench/list_queries.py [--database-url postgres://postgres@127.0.0.1:5432/jobsite_bench_list]
+                                           [--jobs 1000000] [--runs 50] [--reuse]
 
-It loads the jobs with COPY (a mix of statuses, 1,000 users, 5 pipelines and
-creation dates over 90 days; reused by later runs when the count matches),
-then times `GET /api/v1/jobs/?...` through Django's WSGI handler in-process:
-the time from the request entering Django to the response leaving it, so the
-figures include the serializer, pagination and its bounded count. Prints p50
-and p95 per query. Goal: p95 under 50 ms for each.
+It works in a database of its own: by default it creates `jobsite_bench_list`
+(marked as the bench's with a comment), migrates it and loads the jobs with
+COPY (a mix of statuses, 1,000 users, 5 pipelines and creation dates over 90
+days). A database that already has tables is refused, so that pointing it at
+a real one by mistake changes nothing; `--reuse` uses such a database's jobs
+when their count matches `--jobs`, and reloads them only in a database the
+bench created itself. It then times `GET /api/v1/jobs/?...` through Django's
+WSGI handler in-process: the time from the request entering Django to the
+response leaving it, so the figures include the serializer, pagination and its
+bounded count. Prints p50 and p95 per query. Goal: p95 under 50 ms for each.
 """
 
 import argparse
@@ -26,7 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/jobsite_bench"
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/jobsite_bench_list"
+BENCH_MARK = "jobsite bench scratch database (bench/list_queries.py)"
 STATUS_MIX = [
     ("completed", 0.80),
     ("failed", 0.08),
@@ -42,16 +47,46 @@ FINISHED = {"completed", "failed", "cancelled"}
 STARTED = FINISHED | {"processing", "cancelling", "retrying"}
 
 
-def ensure_database(url: str) -> None:
+class Refused(SystemExit):
+    """The database is not one the bench may load into."""
+
+    def __init__(self, message: str):
+        super().__init__(f"list_queries: {message}")
+
+
+def prepare_database(url: str, *, reuse: bool) -> bool:
+    """Make sure the bench may work in `url`'s database; return whether the bench created it.
+
+    A missing database is created and marked as the bench's. One with tables
+    is refused unless `reuse`.
+    """
     import psycopg
 
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
+    if not name:
+        raise Refused("the database URL names no database.")
     admin = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if row is None:
             conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{BENCH_MARK}'")
             print(f"created database {name}")
+            return True
+        made_by_bench = row[0] == BENCH_MARK
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchone()[0]
+    if tables and not reuse:
+        raise Refused(
+            f"database {name} is not empty ({tables} tables); the bench loads only into a database of its own. "
+            "Name a new one with --database-url, or pass --reuse to use the jobs already in it."
+        )
+    return made_by_bench
 
 
 def setup_django(url: str) -> None:
@@ -68,8 +103,12 @@ def setup_django(url: str) -> None:
     django.setup()
 
 
-def load_jobs(total: int, seed: int = 7) -> list[uuid.UUID]:
-    """COPY `total` jobs into an empty jobs table; return the users' ids."""
+def load_jobs(total: int, *, may_empty: bool, seed: int = 7) -> list[uuid.UUID]:
+    """COPY `total` jobs into the jobs table unless it holds exactly that many; return the users' ids.
+
+    A table holding another number of jobs is emptied first when `may_empty`
+    (the bench's own database), and refused otherwise.
+    """
     from django.db import connection
 
     from jobs.models import Job
@@ -77,32 +116,33 @@ def load_jobs(total: int, seed: int = 7) -> list[uuid.UUID]:
 
     rng = random.Random(seed)
     users = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(1000)]
-    pipelines = [
-        pipeline_ensure(name=f"bench-list-{n}", config={"stages": [{"name": "echo", "type": "echo"}]})[0]
-        for n in range(5)
-    ]
     existing = Job.objects.count()
     if existing == total:
         print(f"reusing {existing} jobs already loaded")
         return users
+    if existing and not may_empty:
+        raise Refused(f"the database holds {existing} jobs, not {total}, and the bench did not create it.")
+    pipelines = [
+        pipeline_ensure(name=f"bench-list-{n}", config={"stages": [{"name": "echo", "type": "echo"}]})[0]
+        for n in range(5)
+    ]
     if existing:
-        print(f"emptying the jobs table ({existing} rows)")
+        print(f"emptying the bench's jobs table ({existing} rows)")
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE jobs_job CASCADE")
     statuses, weights = zip(*STATUS_MIX, strict=True)
     now = datetime.now(UTC)
-    columns = [
-        "id", "pipeline_id", "pipeline_version", "pipeline_config", "status", "priority", "user_id", "username",
-        "action", "input_data", "error_message", "progress", "attempts", "max_attempts", "owner_key",
-        "webhook_url", "webhook_secret", "resume_from_checkpoint", "locked_by", "queued_at", "started_at",
-        "completed_at", "duration_ms", "created_at", "updated_at",
-    ]  # fmt: skip
+    # Every column of the model, so that the load follows the schema: the bench
+    # sets what the lists read, every other column gets its field's default.
+    fields = Job._meta.concrete_fields
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    defaults = {f.attname: f.get_default() for f in fields}
     started = time.monotonic()
-    raw = connection.connection if connection.connection else (connection.ensure_connection() or connection.connection)
+    connection.ensure_connection()
     batch = 100_000
-    with raw.cursor() as cursor:
+    with connection.connection.cursor() as cursor:
         for offset in range(0, total, batch):
-            with cursor.copy(f"COPY jobs_job ({', '.join(columns)}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY jobs_job ({columns}) FROM STDIN") as copy:
                 for _ in range(min(batch, total - offset)):
                     status = rng.choices(statuses, weights)[0]
                     created = now - timedelta(seconds=rng.uniform(0, 90 * 86400))
@@ -110,17 +150,32 @@ def load_jobs(total: int, seed: int = 7) -> list[uuid.UUID]:
                     duration = rng.randint(20, 30_000) if status in FINISHED and started_at else None
                     done = started_at + timedelta(milliseconds=duration) if duration else None
                     user = rng.choice(users)
-                    copy.write_row(
-                        (
-                            uuid.UUID(int=rng.getrandbits(128), version=4), rng.choice(pipelines).pk, 1, "{}", status,
-                            rng.randint(0, 10), user, f"user-{user.hex[:6]}", rng.choice(["import", "report", "sync"]),
-                            "{}", "boom" if status == "failed" else "", 100.0 if status == "completed" else 0.0,
-                            1, 3, str(user), "", "", True, "", created, started_at, done, duration, created,
-                            done or created,
-                        )
-                    )  # fmt: skip
+                    pipeline = rng.choice(pipelines)
+                    row = {
+                        **defaults,
+                        "id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                        "pipeline_id": pipeline.pk,
+                        "pipeline_version": pipeline.version,
+                        "pipeline_config": {},
+                        "status": status,
+                        "priority": rng.randint(0, 10),
+                        "user_id": user,
+                        "username": f"user-{user.hex[:6]}",
+                        "action": rng.choice(["import", "report", "sync"]),
+                        "input_data": {},
+                        "error_message": "boom" if status == "failed" else "",
+                        "progress": 100.0 if status == "completed" else 0.0,
+                        "attempts": 1,
+                        "owner_key": str(user),
+                        "started_at": started_at,
+                        "completed_at": done,
+                        "duration_ms": duration,
+                        "created_at": created,
+                        "updated_at": done or created,
+                    }
+                    copy.write_row([f.get_db_prep_save(row[f.attname], connection) for f in fields])
             print(f"  loaded {offset + min(batch, total - offset)} jobs ({time.monotonic() - started:.0f} s)")
-        raw.commit()
+        connection.connection.commit()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE jobs_job")
     print(f"loaded {total} jobs in {time.monotonic() - started:.0f} s")
@@ -151,16 +206,19 @@ def main():
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument(
+        "--reuse", action="store_true", help="Use a database that already has tables (its jobs, if they number --jobs)."
+    )
     args = parser.parse_args()
 
-    ensure_database(args.database_url)
+    made_by_bench = prepare_database(args.database_url, reuse=args.reuse)
     setup_django(args.database_url)
     from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    users = load_jobs(args.jobs)
+    users = load_jobs(args.jobs, may_empty=made_by_bench)
     # The audit middleware writes a row per request; measure the list itself.
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "audit.middleware.AuditMiddleware"]
     wsgi = WSGIHandler()

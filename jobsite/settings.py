@@ -12,10 +12,16 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").exists():
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+ENV_FILE = BASE_DIR / ".env"
+# A checkout with no .env and neither DEBUG nor SECRET_KEY in the environment is a
+# developer's: DEBUG defaults to on there, so that `manage.py` works as it comes.
+# Anything configured (a .env, or DEBUG or SECRET_KEY set, as every deployment
+# does) keeps DEBUG off unless it says otherwise.
+DEVELOPMENT_DEFAULTS = not ENV_FILE.exists() and not {"DEBUG", "SECRET_KEY"} & set(env.ENVIRON)
+if ENV_FILE.exists():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=False)
+DEBUG = env.bool("DEBUG", default=DEVELOPMENT_DEFAULTS)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -35,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "csp",
     "rest_framework",
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
@@ -55,10 +62,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "jobsite.api.request_id.RequestIdMiddleware",
+    "jobsite.api.errors.ApiErrorShapeMiddleware",
     "jobsite.api.slash.ApiTrailingSlashMiddleware",
     "audit.middleware.AuditMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -160,14 +169,45 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=2 * 1024 * 1
 
 # --- Security headers (on whenever DEBUG is off) -------------------------------
 
+# Proxies in front of the web server. Only when there is one are its
+# X-Forwarded-For (client address) and X-Forwarded-Proto (HTTPS) believed: a
+# client talking to us directly could otherwise claim any address, or HTTPS.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+if NUM_PROXIES > 0:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     SECURE_REFERRER_POLICY = "same-origin"
     SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Sent only on HTTPS responses (Django never sends it over plain HTTP), so
+    # it is harmless until the site is served over HTTPS, and then browsers
+    # stick to HTTPS for a year. Subdomains and preloading affect other hosts
+    # and are hard to undo: they are the operator's explicit choice.
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    # Scripts only from this site (no inline script, no eval): the admin, the
+    # browsable API, Swagger UI (its initialising script served as a file) and
+    # ReDoc need nothing more. Inline styles are allowed: the admin and ReDoc
+    # set them, and they cannot run code. ReDoc's search runs in a blob: worker.
+    CONTENT_SECURITY_POLICY = {
+        "DIRECTIVES": {
+            "default-src": ["'self'"],
+            "script-src": ["'self'"],
+            "style-src": ["'self'", "'unsafe-inline'"],
+            "img-src": ["'self'", "data:"],
+            "font-src": ["'self'", "data:"],
+            "connect-src": ["'self'"],
+            "worker-src": ["'self'", "blob:"],
+            "object-src": ["'none'"],
+            "base-uri": ["'self'"],
+            "form-action": ["'self'"],
+            "frame-ancestors": ["'none'"],
+        }
+    }
 X_FRAME_OPTIONS = "DENY"
 
 # --- REST API ------------------------------------------------------------------
@@ -195,7 +235,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Proxies in front of the web server whose X-Forwarded-For is trusted; 0 = use the peer address.
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 # Lists count exactly up to this many rows; past it PostgreSQL's estimate is used.
@@ -255,7 +295,7 @@ SIMPLE_JWT = {
     "TOKEN_USER_CLASS": "rest_framework_simplejwt.models.TokenUser",
     "JTI_CLAIM": "jti",
     "TOKEN_OBTAIN_SERIALIZER": "rest_framework_simplejwt.serializers.TokenObtainPairSerializer",
-    "TOKEN_REFRESH_SERIALIZER": "rest_framework_simplejwt.serializers.TokenRefreshSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "accounts.api.serializers.RefreshSerializer",
     "TOKEN_VERIFY_SERIALIZER": "rest_framework_simplejwt.serializers.TokenVerifySerializer",
     "TOKEN_BLACKLIST_SERIALIZER": "rest_framework_simplejwt.serializers.TokenBlacklistSerializer",
     "SLIDING_TOKEN_REFRESH_EXP_CLAIM": "refresh_exp",
@@ -282,6 +322,12 @@ SPECTACULAR_SETTINGS = {
         "PrincipalTypeEnum": "audit.models.AuditLog.PrincipalType",
     },
 }
+
+# Health detail (queue depths, workers, error text) for everyone, not only operators.
+HEALTH_DETAIL_PUBLIC = env.bool("HEALTH_DETAIL_PUBLIC", default=False)
+
+# A user may hold at most this many usable (unrevoked, unexpired) API keys.
+API_KEYS_PER_USER_MAX = env.int("API_KEYS_PER_USER_MAX", default=20)
 
 # The shared secret of the trusted service principal (`X-API-Secret`); off when unset.
 JOBSITE_API_SECRET = env.str("JOBSITE_API_SECRET", default="")
@@ -376,10 +422,21 @@ DB_BROKER_DEAD_LETTER_TTL_DAYS = env.int("DB_BROKER_DEAD_LETTER_TTL_DAYS", defau
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="console")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# One line per event, and nothing while idle:
+# - a 4xx/5xx response is logged once, by `django.request` (with the request id),
+#   not again by Django's own DEBUG console handler nor by runserver's access line;
+# - the scheduler's runs of its periodic jobs (recovery every few seconds, its
+#   lock renewal, the crontab heartbeat) are not events; their failures still are.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "jobsite.api.request_id.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "jobsite.api.request_id.RequestIdLogFilter"},
+        "below_400": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": lambda r: getattr(r, "status_code", 0) < 400,
+        },
+    },
     "formatters": {
         "console": {
             "()": "jobsite.logging.ConsoleFormatter",
@@ -395,4 +452,10 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["default"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "filters": ["below_400"], "propagate": True},
+        "apscheduler.executors": {"level": "WARNING"},
+        "dramatiq_crontab.tasks.heartbeat": {"level": "WARNING"},
+    },
 }

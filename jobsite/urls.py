@@ -1,20 +1,19 @@
 from django.contrib import admin
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from . import health
 
-handler404 = "jobsite.api.errors.api_not_found"
-handler500 = "jobsite.api.errors.api_server_error"
-
 urlpatterns = [
-    path("health", health.liveness, name="health"),
-    path("health/db", health.database, name="health-db"),
-    path("health/queue", health.queue, name="health-queue"),
+    # With or without the trailing slash: probes are configured both ways.
+    re_path(r"^health/?$", health.liveness, name="health"),
+    re_path(r"^health/db/?$", health.database, name="health-db"),
+    re_path(r"^health/queue/?$", health.queue, name="health-queue"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("jobsite.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves Swagger UI's initialising script as a file of its own, as the CSP requires.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api-auth/", include("rest_framework.urls")),
 ]

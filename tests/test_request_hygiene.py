@@ -30,16 +30,6 @@ def test_burst_over_the_user_rate_is_429_with_retry_after(settings, user):
     assert response.json()["error"] == "throttled"
 
 
-def test_each_api_key_has_its_own_bucket(settings, user):
-    _rates(settings, key="2/minute", user="100/minute")
-    client = APIClient()
-    first, second = credentials.api_key_for(user), credentials.api_key_for(user)
-    assert [client.get("/api/v1/jobs/", **first).status_code for _ in range(3)] == [200, 200, 429]
-    assert client.get("/api/v1/jobs/", **second).status_code == 200
-    # The user's own (JWT) bucket is separate from the keys'.
-    assert client.get("/api/v1/jobs/", **credentials.jwt_for(user)).status_code == 200
-
-
 def test_anonymous_callers_are_limited_per_ip(settings, db):
     _rates(settings, anon="2/minute")
     client = APIClient()

@@ -1,4 +1,9 @@
+from django.contrib.auth import get_user_model
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from ..models import ApiKey
 from ..scopes import SCOPES
@@ -31,3 +36,28 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
     class Meta(ApiKeySerializer.Meta):
         fields = ["id", "name", "prefix", "key", "scopes", "expires_at", "created_at"]
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """Refresh a token pair, refusing a refresh token its user no longer honours.
+
+    simplejwt checks the password claim (`REVOKE_TOKEN_CLAIM`) on access tokens
+    only; here a refresh token minted before the password last changed, or
+    whose user is gone or inactive, is refused too (401).
+    """
+
+    default_error_messages = {"token_revoked": "The refresh token is no longer valid; log in again."}
+
+    def validate(self, attrs):
+        refresh = self.token_class(attrs["refresh"])
+        user = (
+            get_user_model()
+            .objects.filter(**{jwt_settings.USER_ID_FIELD: refresh.payload.get(jwt_settings.USER_ID_CLAIM)})
+            .first()
+        )
+        revoked = user is None or not jwt_settings.USER_AUTHENTICATION_RULE(user)
+        if not revoked and jwt_settings.CHECK_REVOKE_TOKEN:
+            revoked = refresh.payload.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password)
+        if revoked:
+            raise AuthenticationFailed(self.error_messages["token_revoked"], "token_revoked")
+        return super().validate(attrs)

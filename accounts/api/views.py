@@ -2,7 +2,7 @@
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
@@ -10,12 +10,13 @@ from rest_framework.response import Response
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from jobsite.api.authentication import is_service
+from jobsite.api.errors import ApiError
 from jobsite.api.throttling import LoginRateThrottle
 from jobsite.api.views import GenericViewSet
 
 from .. import selectors, services
 from ..models import ApiKey
-from .serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
+from .serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer, RefreshSerializer
 
 
 @method_decorator(sensitive_post_parameters("password"), name="dispatch")
@@ -28,8 +29,12 @@ class LoginView(TokenObtainPairView):
 
 
 class RefreshView(TokenRefreshView):
-    """Exchange a refresh token for a new access token (and a new refresh token)."""
+    """Exchange a refresh token for a new access token (and a new refresh token).
 
+    A refresh token issued before its user's password last changed is refused.
+    """
+
+    serializer_class = RefreshSerializer
     authentication_classes = []
     permission_classes = [AllowAny]
     throttle_classes = [LoginRateThrottle]
@@ -50,7 +55,13 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, GenericView
     def get_queryset(self):
         return selectors.api_key_list(user=self.request.user)
 
-    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
+    @extend_schema(
+        request=ApiKeyCreateSerializer,
+        responses={
+            201: ApiKeyCreatedSerializer,
+            409: OpenApiResponse(description="`api_key_limit_reached`: the user holds `API_KEYS_PER_USER_MAX` keys."),
+        },
+    )
     def create(self, request):
         serializer = ApiKeyCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -58,6 +69,13 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, GenericView
             api_key, key = services.api_key_create(user=request.user, **serializer.validated_data)
         except services.ApiKeyError as exc:
             raise ValidationError(exc.errors) from exc
+        except services.ApiKeyLimitReached as exc:
+            raise ApiError(
+                status_code=status.HTTP_409_CONFLICT,
+                code="api_key_limit_reached",
+                message=str(exc),
+                details={"limit": exc.limit},
+            ) from exc
         api_key.key = key
         return Response(ApiKeyCreatedSerializer(api_key).data, status=status.HTTP_201_CREATED)
 

@@ -3,12 +3,14 @@
 `{"error": "<machine_code>", "message": "<sentence>", "details": {...}, "request_id": "<id>"}`
 """
 
+import json
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from .request_id import current_request_id
@@ -103,19 +105,45 @@ def exception_handler(exc, context):
     return response
 
 
-def api_not_found(request, exception=None):
-    """JSON 404 for unknown `/api/` paths; Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
-    from django.views.defaults import page_not_found
+# What an error response under /api/ that did not come from a DRF view says, by status.
+_STATUS_ERRORS = {
+    400: ("malformed_request", "The request is malformed."),
+    401: ("not_authenticated", "Authentication credentials were not provided."),
+    403: ("permission_denied", "You do not have permission to perform this action."),
+    404: ("not_found", "No such endpoint."),
+    405: ("method_not_allowed", None),
+    413: ("payload_too_large", "The request body is larger than the server accepts."),
+    500: ("internal_error", "The server failed to handle the request."),
+}
 
-    return page_not_found(request, exception)
 
+class ApiErrorShapeMiddleware:
+    """Answer every error under `/api/` in the JSON error shape, DEBUG or not.
 
-def api_server_error(request):
-    """JSON 500 for `/api/` paths; Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return JsonResponse(error_body("internal_error", "The server failed to handle the request."), status=500)
-    from django.views.defaults import server_error
+    DRF views already do; this covers the rest: paths no route matches
+    (Django's 404 page, its technical page under DEBUG), errors raised outside
+    a view (500, Django's debug page under DEBUG, the traceback still logged by
+    `django.request`), and DRF responses whose renderer is not JSON (the
+    schema's YAML, the docs' HTML). The browsable API keeps its HTML pages.
+    """
 
-    return server_error(request)
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            request.path_info.startswith("/api/")
+            and response.status_code >= 400
+            and not response.streaming
+            and "json" not in response.get("Content-Type", "")
+            and not isinstance(getattr(response, "accepted_renderer", None), BrowsableAPIRenderer)
+        ):
+            code, message = _STATUS_ERRORS.get(response.status_code, ("error", None))
+            if response.status_code == 405:
+                message = f'Method "{request.method}" not allowed.'
+            response.content = json.dumps(error_body(code, message or response.reason_phrase))
+            response["Content-Type"] = "application/json"
+            if response.has_header("Content-Length"):
+                response["Content-Length"] = str(len(response.content))
+        return response

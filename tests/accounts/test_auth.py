@@ -1,14 +1,18 @@
 """JWT login and refresh, API keys, and the management command."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
+from accounts.services import ApiKeyLimitReached, api_key_create
 from tests import credentials
 from tests.factories import UserFactory
 
@@ -169,3 +173,94 @@ def test_create_api_key_command_rejects_unknown_users_and_scopes(user):
         call_command("create_api_key", "ghost", "--name", "x")
     with pytest.raises(CommandError, match="Unknown scope"):
         call_command("create_api_key", "alice", "--name", "x", "--scopes", "root")
+
+
+def test_refresh_token_is_refused_after_the_password_changes(login, user):
+    refresh = credentials.remember(login().json()["refresh"])
+    user.set_password("a brand new password 123")
+    user.save()
+
+    response = APIClient().post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"] == "authentication_failed"
+
+
+def test_refresh_token_of_a_deleted_user_is_401_not_500(login, user):
+    refresh = credentials.remember(login().json()["refresh"])
+    user.delete()
+
+    response = APIClient().post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json")
+    assert response.status_code == 401
+    assert response.json()["error"] == "authentication_failed"
+
+
+def test_refresh_token_of_a_deactivated_user_is_refused(login, user):
+    refresh = credentials.remember(login().json()["refresh"])
+    user.is_active = False
+    user.save()
+
+    assert APIClient().post("/api/v1/auth/refresh/", {"refresh": refresh}, format="json").status_code == 401
+
+
+def test_active_keys_per_user_are_capped_and_revoked_or_expired_keys_do_not_count(settings, user):
+    settings.API_KEYS_PER_USER_MAX = 3
+    client = APIClient()
+    auth = credentials.jwt_for(user)
+
+    def create():
+        return client.post("/api/v1/auth/api-keys/", {"name": "k"}, format="json", **auth)
+
+    created = [create() for _ in range(3)]
+    assert [r.status_code for r in created] == [201, 201, 201]
+    for response in created:
+        credentials.remember(response.json()["key"])
+
+    refused = create()
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "api_key_limit_reached"
+    assert refused.json()["details"] == {"limit": 3}
+    assert ApiKey.objects.filter(user=user).count() == 3
+
+    client.delete(f"/api/v1/auth/api-keys/{created[0].json()['prefix']}/", **auth)
+    ApiKey.objects.filter(prefix=created[1].json()["prefix"]).update(expiry_date=timezone.now() - timedelta(seconds=1))
+    again = [create(), create()]
+    assert [r.status_code for r in again] == [201, 201]
+    for response in again:
+        credentials.remember(response.json()["key"])
+    assert create().status_code == 409
+
+
+def test_key_cap_is_per_user(settings, user, other_user):
+    settings.API_KEYS_PER_USER_MAX = 1
+    credentials.api_key_for(user)
+    credentials.api_key_for(other_user)
+    assert ApiKey.objects.count() == 2
+
+
+def test_create_api_key_command_refuses_keys_over_the_cap(settings, user):
+    settings.API_KEYS_PER_USER_MAX = 1
+    credentials.api_key_for(user)
+    with pytest.raises(CommandError, match="at most 1 active API key"):
+        call_command("create_api_key", "alice", "--name", "one too many", stdout=StringIO())
+    assert ApiKey.objects.filter(user=user).count() == 1
+
+
+def test_parallel_key_creations_never_exceed_the_cap(settings, transactional_db, user):
+    settings.API_KEYS_PER_USER_MAX = 5
+    barrier = threading.Barrier(12)
+
+    def create(n):
+        barrier.wait()
+        try:
+            credentials.remember(api_key_create(user=user, name=f"k{n}")[1])
+            return "created"
+        except ApiKeyLimitReached:
+            return "refused"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(create, range(12)))
+
+    assert outcomes.count("created") == 5
+    assert ApiKey.objects.filter(user=user).count() == 5

@@ -81,10 +81,11 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def web_server(env: dict):
+def web_server(env: dict, workers: int = 1, threads: int = 4):
     port = free_port()
+    args = ["jobsite.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads)]
     proc = subprocess.Popen(
-        [BIN / "gunicorn", "jobsite.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "1", "--threads", "4"],
+        [BIN / "gunicorn", *args],
         cwd=ROOT,
         env=env,
     )

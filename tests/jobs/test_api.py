@@ -576,8 +576,8 @@ def test_health_is_ok_without_credentials(client):
     assert response.json() == {"status": "ok"}
 
 
-def test_health_db_reports_the_database_vendor(client, db):
-    response = client.get("/health/db")
+def test_health_db_reports_the_database_vendor_to_an_operator(client, db, settings):
+    response = client.get("/health/db", HTTP_X_API_SECRET=settings.JOBSITE_API_SECRET)
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": connection.vendor}

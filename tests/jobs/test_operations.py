@@ -77,7 +77,7 @@ def test_queue_stats_prints_depths_statuses_oldest_job_and_workers(db, stub_brok
     assert "Live workers (1)" in text and "box:7:abc" in text
 
 
-def test_health_queue_reports_depths_throughput_and_live_workers(db, stub_broker):
+def test_health_queue_reports_depths_throughput_and_live_workers(db, stub_broker, settings):
     JobFactory(status=JobStatus.COMPLETED, completed_at=timezone.now() - timedelta(seconds=10))
     JobFactory(status=JobStatus.COMPLETED, completed_at=timezone.now() - timedelta(minutes=10))
     WorkerProcess.objects.create(
@@ -88,7 +88,7 @@ def test_health_queue_reports_depths_throughput_and_live_workers(db, stub_broker
         worker_id="box:8:dead", hostname="box", pid=8, queues=["jobs"], started_at=timezone.now(),
         last_seen_at=timezone.now() - timedelta(minutes=5),
     )  # fmt: skip
-    body = APIClient().get("/health/queue").json()
+    body = APIClient().get("/health/queue", HTTP_X_API_SECRET=settings.JOBSITE_API_SECRET).json()  # an operator
     assert body["status"] == "ok"
     assert "jobs" in body["queues"]
     assert body["processed"] == {"last_minute": 1, "last_hour": 2}

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts.scopes import SCOPES
-from accounts.services import ApiKeyError, api_key_create
+from accounts.services import ApiKeyError, ApiKeyLimitReached, api_key_create
 from audit.context import command_context
 
 _DURATION = re.compile(r"^(\d+)([dhm])$")
@@ -40,7 +40,7 @@ class Command(BaseCommand):
                     scopes=[s.strip() for s in scopes.split(",") if s.strip()],
                     expires_at=expires_at,
                 )
-        except ApiKeyError as exc:
+        except (ApiKeyError, ApiKeyLimitReached) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"Created API key {api_key.prefix} for {username}."))
         self.stdout.write("Store it now; it cannot be shown again:")

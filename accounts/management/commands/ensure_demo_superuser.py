@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "In DEBUG only: create (or reset) the demo superuser and print its credentials."
+    help = "In DEBUG only: create the demo superuser once and print its credentials; an existing one is left alone."
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
@@ -14,12 +14,13 @@ class Command(BaseCommand):
     def handle(self, *args, username, **options):
         if not settings.DEBUG:
             raise CommandError("The demo superuser is only created when DEBUG is on.")
+        users = get_user_model().objects
+        if users.filter(username=username).exists():
+            self.stdout.write(
+                f"Demo superuser {username} exists; its password is unchanged "
+                f'(`make manage ARGS="changepassword {username}"` sets a new one).'
+            )
+            return
         password = secrets.token_urlsafe(12)
-        user, created = get_user_model().objects.get_or_create(
-            username=username, defaults={"is_staff": True, "is_superuser": True}
-        )
-        user.is_staff = user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        verb = "created" if created else "password reset"
-        self.stdout.write(self.style.SUCCESS(f"Demo superuser {verb}: {username} / {password}"))
+        users.create_superuser(username=username, password=password, email="")
+        self.stdout.write(self.style.SUCCESS(f"Demo superuser created: {username} / {password}"))
