@@ -249,8 +249,10 @@ API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
 # Requests per period for each kind of caller (DRF rate syntax: N/second|minute|hour|day).
 THROTTLE_RATES = {
     "anon": env.str("THROTTLE_RATE_ANON", default="60/minute"),
-    "user": env.str("THROTTLE_RATE_USER", default="1200/minute"),
-    "key": env.str("THROTTLE_RATE_KEY", default="1200/minute"),
+    # Sized for machine clients (a backend submitting hundreds of jobs a second); a key's
+    # requests also count against its user's bucket. Lower them for untrusted callers.
+    "user": env.str("THROTTLE_RATE_USER", default="30000/minute"),
+    "key": env.str("THROTTLE_RATE_KEY", default="30000/minute"),
     "service": env.str("THROTTLE_RATE_SERVICE", default="") or None,
     "login": env.str("THROTTLE_RATE_LOGIN", default="10/minute"),
 }
