@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The PostgreSQL server the benchmarks create their databases on (never an existing database).
 SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
-ANCHOR_WORK = Path(os.environ.get("ANCHOR_WORK", "/tmp/anchorbench"))
+ANCHOR_WORK = Path(os.environ.get("ANCHOR_WORK", "/tmp/anchorbench"))  # noqa: S108 - the anchors README's place
 
 
 def database_url(name: str) -> str:
@@ -63,6 +64,7 @@ def setup_django(env: dict[str, str]) -> None:
 def base_env(database: str, broker: str) -> dict[str, str]:
     """The environment of the benchmark and of the processes it starts: production settings."""
     return {
+        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
         "DATABASE_URL": database,
         "DRAMATIQ_BROKER_URL": broker,
         "DEBUG": "0",
@@ -129,10 +131,8 @@ class PeakRss(threading.Thread):
         while not self.stopping.wait(0.2):
             rss = 0
             for proc in tree(self.pid):
-                try:
+                with suppress(psutil.Error):
                     rss += proc.memory_info().rss
-                except psutil.Error:
-                    pass
             self.peak = max(self.peak, rss)
 
     def stop(self) -> float:

@@ -1,0 +1,70 @@
+"""Counts the SQL statements and commits of a worker process (imported by bench/throughput.py's worker).
+
+Loaded as a module of the `dramatiq` command after `django_dramatiq.setup`, it
+wraps every database connection's execution and `commit`, and writes the counts
+to `$BENCH_SQLCOUNT_DIR/<pid>.json` when the worker shuts down. A statement run
+outside a transaction is its own commit (autocommit).
+"""
+
+import json
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+
+import dramatiq
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+
+_lock = threading.Lock()
+counts: Counter = Counter()
+
+
+def _kind(sql: str) -> str:
+    """Who ran the statement: the heartbeat thread, the broker (its consumers' fetches and acks), or the job path."""
+    words = sql.lstrip().split(None, 1)
+    verb = words[0].upper() if words else "?"
+    if "heartbeat" in threading.current_thread().name:
+        return f"heartbeat {verb}"
+    if "broker_message" in sql:
+        return f"broker {verb}"
+    return f"job path {verb}"
+
+
+def _count(execute, sql, params, many, context):
+    connection = context["connection"]
+    with _lock:
+        counts["statements"] += 1
+        counts[_kind(sql)] += 1
+        if not connection.in_atomic_block:
+            counts["commits"] += 1
+    return execute(sql, params, many, context)
+
+
+def _install(sender, connection, **kwargs):
+    if _count not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_count)
+
+
+_commit = BaseDatabaseWrapper.commit
+
+
+def _counted_commit(self):
+    with _lock:
+        counts["commits"] += 1
+    return _commit(self)
+
+
+BaseDatabaseWrapper.commit = _counted_commit
+connection_created.connect(_install)
+
+
+class _DumpCounts(dramatiq.Middleware):
+    def after_worker_shutdown(self, broker, worker):
+        directory = os.environ.get("BENCH_SQLCOUNT_DIR")
+        if directory:
+            with _lock:
+                Path(directory, f"{os.getpid()}.json").write_text(json.dumps(dict(counts)))
+
+
+dramatiq.get_broker().add_middleware(_DumpCounts())
