@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many
+from jobsite.broker.bulk import enqueue_many
 from pipelines.models import Pipeline
 from pipelines.schemas import input_validator
 
@@ -312,10 +313,7 @@ def _create_jobs(valid: list, context: SubmitContext, now: datetime) -> list[Job
         )
         if in_transaction:
             # The database broker writes the messages in this same transaction: sent if and only if committed.
-            for job in jobs:
-                _actor_for(job.priority).send_with_options(
-                    args=(str(job.pk),), delay=_delay_ms(job, now), priority=job.priority
-                )
+            enqueue_many([_message(job, now) for job in jobs], broker=broker)
         else:
             transaction.on_commit(lambda: _send_after_commit(jobs, now))
     for job in jobs:
@@ -336,10 +334,22 @@ def _delay_ms(job: Job, now: datetime) -> int | None:
     return None
 
 
+def _message(job: Job, now: datetime):
+    message = _actor_for(job.priority).message_with_options(args=(str(job.pk),), priority=job.priority)
+    return message, _delay_ms(job, now)
+
+
 def _send_after_commit(jobs: list[Job], now: datetime) -> None:
-    """Send committed jobs to the broker, then mark the sent pending ones `queued` (one UPDATE)."""
-    sent = [job for job in jobs if _send(job.pk, delay_ms=_delay_ms(job, now), priority=job.priority)]
-    pending = [job for job in sent if job.status == JobStatus.PENDING]
+    """Send committed jobs to the broker in one round trip, then mark the pending ones `queued` (one UPDATE).
+
+    If the broker does not take them they stay `pending`, and recovery sends them later.
+    """
+    try:
+        enqueue_many([_message(job, now) for job in jobs])
+    except Exception:
+        logger.exception("Could not send %d job(s) to the broker; they will be re-sent.", len(jobs))
+        return
+    pending = [job for job in jobs if job.status == JobStatus.PENDING]
     if pending:
         queued_at = timezone.now()
         Job.objects.filter(pk__in=[job.pk for job in pending], status=JobStatus.PENDING).update(

@@ -237,7 +237,7 @@ def test_job_with_a_past_run_at_is_queued_at_once_without_delay(
 def test_job_stays_pending_when_the_broker_send_fails_and_can_be_sent_later(
     demo_pipelines, stub_broker, django_capture_on_commit_callbacks, monkeypatch
 ):
-    monkeypatch.setattr(actors.jobs_run, "send_with_options", broker_down)
+    monkeypatch.setattr(stub_broker, "enqueue", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
         job = job_submit(submission=JobSubmission(pipeline="sample_task", input_data={"a": 1}))
 
@@ -256,7 +256,7 @@ def test_job_stays_pending_when_the_broker_send_fails_and_can_be_sent_later(
 def test_job_enqueue_reports_a_failed_send(demo_pipelines, stub_broker, monkeypatch):
     job = JobFactory(pipeline=demo_pipelines["sample_task"], status=JobStatus.PENDING)
 
-    monkeypatch.setattr(actors.jobs_run, "send_with_options", broker_down)
+    monkeypatch.setattr(stub_broker, "enqueue", broker_down)
 
     assert job_enqueue(job_id=job.id) is False
     job.refresh_from_db()
@@ -269,7 +269,7 @@ def test_scheduled_job_stays_scheduled_when_the_broker_send_fails(demo_pipelines
         status=JobStatus.SCHEDULED,
         run_at=timezone.now() + timedelta(hours=1),
     )
-    monkeypatch.setattr(actors.jobs_run, "send_with_options", broker_down)
+    monkeypatch.setattr(stub_broker, "enqueue", broker_down)
 
     assert job_enqueue(job_id=job.id, delay_ms=3_600_000) is False
     job.refresh_from_db()
