@@ -113,8 +113,19 @@ def audit_record_many(*, app: str, entity: str, verb: str, rows: list[tuple[Any,
     carries the request body, which the others share through that id (a batch
     body is stored once, not once per job).
     """
+    created = AuditLog.objects.bulk_create(audit_entries(app=app, entity=entity, verb=verb, rows=rows))
+    audit_written([row.pk for row in created])
+
+
+def audit_written(row_ids: list[int]) -> None:
+    """Note rows inserted for the current request, so the middleware completes them with the response's facts."""
+    current_context().written.extend(row_ids)
+
+
+def audit_entries(*, app: str, entity: str, verb: str, rows: list[tuple[Any, dict | None]]) -> list[AuditLog]:
+    """The unsaved rows :func:`audit_record_many` inserts (for a caller that inserts them with its own statement)."""
     if not rows:
-        return
+        return []
     context = current_context()
     common = {"action": context.action(app, entity, verb), "resource_type": entity, "success": True}
     first = _storable_row({**common, **_principal(context), **_request_facts(context.request)})
@@ -128,8 +139,7 @@ def audit_record_many(*, app: str, entity: str, verb: str, rows: list[tuple[Any,
             operation = storable(redact(details))
             fields["request_details"] = {**fields.get("request_details", {}), "operation": operation}
         objects.append(AuditLog(**fields))
-    created = AuditLog.objects.bulk_create(objects)
-    context.written.extend(row.pk for row in created)
+    return objects
 
 
 def audit_request(

@@ -170,6 +170,15 @@ def run_anchor(case: str, variant: str, n: int, runs: int) -> dict:
     return {}
 
 
+def sqlcounts(directory: str) -> dict[str, int]:
+    """The statement counts every process wrote in `directory` (bench/sqlcount.py), summed."""
+    total: dict[str, int] = {}
+    for path in Path(directory).glob("*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,9 +1,11 @@
-"""Counts the SQL statements and commits of a worker process (imported by bench/throughput.py's worker).
+"""Counts the SQL statements and commits of a process (a bench worker or web server).
 
-Loaded as a module of the `dramatiq` command after `django_dramatiq.setup`, it
-wraps every database connection's execution and `commit`, and writes the counts
-to `$BENCH_SQLCOUNT_DIR/<pid>.json` when the worker shuts down. A statement run
-outside a transaction is its own commit (autocommit).
+Loaded as a module of the `dramatiq` command after `django_dramatiq.setup`
+(bench/throughput.py), or by gunicorn through bench/gunicorn_sqlcount.py
+(bench/submit.py), it wraps every database connection's execution and
+`commit`, and writes the counts to `$BENCH_SQLCOUNT_DIR/<pid>.json` when the
+process shuts down. A statement run outside a transaction is its own commit
+(autocommit).
 """
 
 import json
@@ -59,12 +61,16 @@ BaseDatabaseWrapper.commit = _counted_commit
 connection_created.connect(_install)
 
 
+def dump() -> None:
+    directory = os.environ.get("BENCH_SQLCOUNT_DIR")
+    if directory:
+        with _lock:
+            Path(directory, f"{os.getpid()}.json").write_text(json.dumps(dict(counts)))
+
+
 class _DumpCounts(dramatiq.Middleware):
     def after_worker_shutdown(self, broker, worker):
-        directory = os.environ.get("BENCH_SQLCOUNT_DIR")
-        if directory:
-            with _lock:
-                Path(directory, f"{os.getpid()}.json").write_text(json.dumps(dict(counts)))
+        dump()
 
 
 dramatiq.get_broker().add_middleware(_DumpCounts())

@@ -172,10 +172,7 @@ def one_run(args, run: int) -> dict:
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
     statuses = dict(sql("SELECT status, count(*) FROM jobs_job GROUP BY status"))
-    counts: dict[str, int] = {}
-    for path in Path(counts_dir).glob("*.json"):
-        for key, value in json.loads(path.read_text()).items():
-            counts[key] = counts.get(key, 0) + value
+    counts = harness.sqlcounts(counts_dir)
     steady_jobs = last[1] - first[1]
     n = args.jobs
     result = {

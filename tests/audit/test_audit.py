@@ -136,13 +136,20 @@ def test_audit_write_failure_never_fails_the_request(user, monkeypatch, caplog):
 
 
 def test_a_state_change_and_its_audit_row_commit_or_roll_back_together(demo_pipelines, monkeypatch):
+    from django.db import IntegrityError
+
     from jobs import services
 
-    def broken(**kwargs):
-        raise RuntimeError("audit insert failed")
+    real_entries = services.audit_entries
 
-    monkeypatch.setattr(services, "audit_record_many", broken)
-    with pytest.raises(RuntimeError):
+    def unstorable(**kwargs):
+        entries = real_entries(**kwargs)
+        for entry in entries:
+            entry.action = None  # the audit insert fails (NOT NULL)
+        return entries
+
+    monkeypatch.setattr(services, "audit_entries", unstorable)
+    with pytest.raises(IntegrityError):
         services.job_submit(submission=services.JobSubmission(pipeline="sample_task", input_data={}))
     assert not Job.objects.exists()
 
