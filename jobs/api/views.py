@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
+from jobsite.api.representation import represent, thread_serializer
 from jobsite.api.views import GenericViewSet
 from jobsite.broker.depth import broker_queue_depths
 
@@ -142,10 +143,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         return value
 
     def _submission(self, body, *, header_key: str | None = None) -> services.JobSubmission:
-        """Validate one submission body for the caller; raise ValidationError or a 403."""
-        serializer = JobSubmitSerializer(data=body)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        """Validate one submission body for the caller; raise ValidationError or a 403.
+
+        The serializer is this thread's (see jobsite.api.representation):
+        building its fields is most of what validating costs.
+        """
+        data = dict(thread_serializer(JobSubmitSerializer).run_validation(body))
         if data.get("idempotency_key") == "":
             data["idempotency_key"] = None
         if header_key is not None:
@@ -175,8 +178,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
 
     def _submitted(self, job) -> dict:
         """The answer for a submitted job, from the object in hand (a new job has no stage runs yet)."""
-        context = {"request": self.request, "new_job": not job.duplicate}
-        return JobSubmittedSerializer(job, context=context).data
+        return represent(JobSubmittedSerializer, job, request=self.request, new_job=not job.duplicate)
 
     @extend_schema(
         summary="Submit a job",
@@ -240,14 +242,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         outcomes = services.job_submit_many(
             submissions=[submission for _, submission in accepted], context=self._submit_context()
         )
+        submitted: list[tuple[int, object]] = []
         for (index, _), outcome in zip(accepted, outcomes, strict=True):
             if isinstance(outcome, services.JobSubmitError):
                 results[index] = {"index": index, "status": 400, "errors": outcome.errors}
             elif isinstance(outcome, services.IdempotencyKeyReused):
                 results[index] = {"index": index, "status": 422, "errors": IdempotencyKeyReusedError(outcome).details}
             else:
-                code = 200 if outcome.duplicate else 201
-                results[index] = {"index": index, "status": code, "job": self._submitted(outcome)}
+                submitted.append((index, outcome))
+        for index, job in submitted:
+            results[index] = {"index": index, "status": 200 if job.duplicate else 201, "job": self._submitted(job)}
         return Response({"results": results})
 
     # -- following ----------------------------------------------------------------
