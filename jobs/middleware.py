@@ -14,6 +14,18 @@ from dramatiq.middleware import Middleware
 logger = logging.getLogger(__name__)
 
 
+class IdlePoll(Middleware):
+    """Set how long an idle worker waits before looking for work again (WORKER_IDLE_POLL_MS).
+
+    Dramatiq's default (1 s) bounds how late an idle worker notices a new job
+    on brokers that cannot wake it (Redis, RabbitMQ); the database broker on
+    PostgreSQL is woken at once by its notifications either way.
+    """
+
+    def before_worker_boot(self, broker, worker):
+        worker.worker_timeout = settings.WORKER_IDLE_POLL_MS
+
+
 class DbConnections(Middleware):
     """Keep each worker thread's database connection open across messages, and check it only when it matters.
 

@@ -365,6 +365,8 @@ JOB_RUN_SINGLE_STATEMENT = env.bool("JOB_RUN_SINGLE_STATEMENT", default=True)
 # A worker thread's database connection is checked (and recycled past CONN_MAX_AGE)
 # before a message when the thread was idle this long, and after a database error.
 WORKER_CONN_CHECK_IDLE_SECONDS = env.int("WORKER_CONN_CHECK_IDLE_SECONDS", default=30)
+# An idle worker looks for new messages this often on brokers that cannot wake it (Redis, RabbitMQ).
+WORKER_IDLE_POLL_MS = env.int("WORKER_IDLE_POLL_MS", default=50)
 
 # --- Pipelines -----------------------------------------------------------------
 
@@ -403,6 +405,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Callbacks",
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
+        "jobs.middleware.IdlePoll",
         "jobs.middleware.DbConnections",
         "jobs.middleware.JobHeartbeat",
         "jobs.middleware.GracefulShutdown",
