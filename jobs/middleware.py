@@ -26,6 +26,15 @@ class IdlePoll(Middleware):
         worker.worker_timeout = settings.WORKER_IDLE_POLL_MS
 
 
+class IsolatedStages(Middleware):
+    """Start the fork server of isolated stages when the worker boots, not when its first such stage runs."""
+
+    def after_worker_boot(self, broker, worker):
+        from pipelines.isolation import warm_up
+
+        threading.Thread(target=warm_up, name="jobsite-forkserver-warm-up", daemon=True).start()
+
+
 class DbConnections(Middleware):
     """Keep each worker thread's database connection open across messages, and check it only when it matters.
 

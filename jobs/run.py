@@ -22,6 +22,7 @@ ORM inside one transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -360,6 +361,22 @@ def _fast_sql() -> bool:
     return connection.vendor == "postgresql" and settings.JOB_RUN_SINGLE_STATEMENT
 
 
+def _bound_cursor():
+    """A cursor that sends the parameters apart from the statement (server-side binding).
+
+    Django's psycopg cursors write every value into the statement's text, so
+    no two statements look alike; sent apart, the run path's few statements
+    repeat exactly and psycopg prepares them on the server after
+    DATABASE_PREPARE_THRESHOLD runs: PostgreSQL plans each once per
+    connection, and nothing is quoted in Python. It goes through Django's
+    cursor wrapper, so errors, debugging and instrumentation see it as usual.
+    """
+    import psycopg
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+
+
 CLAIMABLE = "(status IN ('pending', 'queued') OR (status IN ('scheduled', 'retrying') AND run_at <= %(now)s))"
 
 # Statements here are assembled from this module's own names; every value is a parameter.
@@ -417,7 +434,7 @@ def job_claim(*, job_id: str, worker: str) -> ClaimedJob | None:
     if _fast_sql():
         event_id = uuid.uuid4()
         params = {"id": job_id, "worker": worker, "now": now, "event_id": event_id}
-        with connection.cursor() as cursor:
+        with _bound_cursor() as cursor:
             cursor.execute(CLAIM_SQL, params)
             row = cursor.fetchone()
         if row is None:
@@ -468,6 +485,7 @@ def _claim_orm(job_id: str, worker: str, now: datetime) -> list | None:
 class _Result:
     """A completed job's result row: inline JSON, or a file above RESULT_INLINE_MAX_BYTES."""
 
+    output: Any
     encoded: str
     file_name: str | None
     checksum: str
@@ -480,7 +498,7 @@ class _Result:
         file_name = None
         if len(data) > settings.RESULT_INLINE_MAX_BYTES:
             file_name = default_storage.save(f"results/{job.id}.json", ContentFile(data))
-        return cls(encoded, file_name, hashlib.sha256(data).hexdigest(), len(data))
+        return cls(output, encoded, file_name, hashlib.sha256(data).hexdigest(), len(data))
 
 
 # A transition: the guarded UPDATE of the job and the rows that go with it, in one statement on PostgreSQL.
@@ -536,51 +554,28 @@ def _transition(
 
 def _transition_sql(job, from_statuses, changes, record, result, event, now) -> tuple[bool, str | None]:
     params: dict[str, Any] = {"id": job.id, "worker": job.worker, "now": now}
-    sets = []
+    expressions = []
     for column, value in changes.items():
         if isinstance(value, tuple):
-            sets.append(f"{column} = {value[0]}")
+            expressions.append((column, value[0]))
         else:
-            sets.append(f"{column} = %(c_{column})s")
+            expressions.append((column, None))
             params[f"c_{column}"] = value
-    statuses = ", ".join(f"'{status}'" for status in from_statuses)
-    parts = [
-        f"""j AS (
-    UPDATE jobs_job SET {", ".join(sets)}
-     WHERE id = %(id)s AND locked_by = %(worker)s AND status IN ({statuses})
- RETURNING id, status, webhook_url, user_id)"""
-    ]
     if record is not None:
         fields = _record_fields(record)
         fields["output"] = None if record.output is None else json.dumps(record.output)
-        for name, value in fields.items():
-            params[f"r_{name}"] = value
-        values = ", ".join("%(r_output)s::jsonb" if f == "output" else f"%(r_{f})s" for f in fields)
-        parts.append(f"run AS (INSERT INTO jobs_stagerun ({', '.join(_STAGE_RUN_COLUMNS)}) SELECT id, {values} FROM j)")
+        params.update((f"r_{name}", value) for name, value in fields.items())
     if result is not None:
         fields = _result_fields(job, result, now)
         fields["result"] = None if result.file_name else result.encoded
         fields["metadata"] = json.dumps(fields["metadata"])
-        for name, value in fields.items():
-            params[f"x_{name}"] = value
-        columns = ", ".join(fields)
-        values = ", ".join(f"%(x_{f})s::jsonb" if f in ("result", "metadata") else f"%(x_{f})s" for f in fields)
-        updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in fields)
-        parts.append(
-            f"result AS (INSERT INTO jobs_jobresult (job_id, {columns}) SELECT id, {values} FROM j "
-            f"ON CONFLICT (job_id) DO UPDATE SET {updates})"
-        )
-    notified = "FALSE"
+        params.update((f"x_{name}", value) for name, value in fields.items())
     if event is not None:
-        params.update(event_id=uuid.uuid4(), event_type=event[0], event_data=json.dumps(event[1]))
-        parts.append(
-            "event AS (INSERT INTO jobs_jobevent (id, job_id, type, data, notify, created_at) "
-            f"SELECT %(event_id)s, id, %(event_type)s, %(event_data)s::jsonb, {notify_sql(event[0])}, %(now)s FROM j "
-            "RETURNING notify)"
-        )
-        notified = "(SELECT notify FROM event)"
-    sql = "WITH " + ",\n".join(parts) + f"\nSELECT status, {notified} FROM j"
-    with connection.cursor() as cursor:
+        params.update(event_id=uuid.uuid4(), event_data=json.dumps(event[1]))
+    sql = _transition_statement(
+        tuple(expressions), tuple(from_statuses), record is not None, result is not None, event and event[0]
+    )
+    with _bound_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -588,6 +583,47 @@ def _transition_sql(job, from_statuses, changes, record, result, event, now) -> 
     if row[1]:
         dispatch_after_commit([params["event_id"]])
     return True, row[0]
+
+
+_RECORD_FIELDS = ("index", "name", "stage_type", "status", "attempt", "job_attempt", "started_at", "finished_at",
+                  "duration_ms", "output", "error", "traceback")  # fmt: skip
+_RESULT_FIELDS = ("result", "result_file", "content_type", "size_bytes", "checksum", "metadata", "processing_time_ms",
+                  "created_at", "expires_at")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _transition_statement(
+    expressions: tuple, from_statuses: tuple, with_record: bool, with_result: bool, event_type: str | None
+) -> str:
+    """The text of one transition's statement; a handful of shapes, built once each (and prepared by psycopg)."""
+    sets = ", ".join(f"{column} = {sql or f'%(c_{column})s'}" for column, sql in expressions)
+    statuses = ", ".join(f"'{status}'" for status in from_statuses)
+    parts = [
+        f"""j AS (
+    UPDATE jobs_job SET {sets}
+     WHERE id = %(id)s AND locked_by = %(worker)s AND status IN ({statuses})
+ RETURNING id, status, webhook_url, user_id)"""
+    ]
+    if with_record:
+        values = ", ".join("%(r_output)s::jsonb" if f == "output" else f"%(r_{f})s" for f in _RECORD_FIELDS)
+        parts.append(f"run AS (INSERT INTO jobs_stagerun ({', '.join(_STAGE_RUN_COLUMNS)}) SELECT id, {values} FROM j)")
+    if with_result:
+        columns = ", ".join(_RESULT_FIELDS)
+        values = ", ".join(f"%(x_{f})s::jsonb" if f in ("result", "metadata") else f"%(x_{f})s" for f in _RESULT_FIELDS)
+        updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in _RESULT_FIELDS)
+        parts.append(
+            f"result AS (INSERT INTO jobs_jobresult (job_id, {columns}) SELECT id, {values} FROM j "
+            f"ON CONFLICT (job_id) DO UPDATE SET {updates})"
+        )
+    notified = "FALSE"
+    if event_type is not None:
+        parts.append(
+            "event AS (INSERT INTO jobs_jobevent (id, job_id, type, data, notify, created_at) "
+            f"SELECT %(event_id)s, id, '{event_type}', %(event_data)s::jsonb, {notify_sql(event_type)}, %(now)s FROM j "
+            "RETURNING notify)"
+        )
+        notified = "(SELECT notify FROM event)"
+    return "WITH " + ",\n".join(parts) + f"\nSELECT status, {notified} FROM j"
 
 
 def _record_fields(record: StageRecord) -> dict[str, Any]:
@@ -609,7 +645,7 @@ def _record_fields(record: StageRecord) -> dict[str, Any]:
 
 def _result_fields(job: ClaimedJob, result: _Result, now: datetime) -> dict[str, Any]:
     return {
-        "result": None if result.file_name else json.loads(result.encoded),
+        "result": None if result.file_name else result.output,
         "result_file": result.file_name,
         "content_type": "application/json",
         "size_bytes": result.size,

@@ -406,6 +406,7 @@ DRAMATIQ_BROKER = {
         "dramatiq.middleware.Retries",
         "dramatiq.middleware.CurrentMessage",
         "jobs.middleware.IdlePoll",
+        "jobs.middleware.IsolatedStages",
         "jobs.middleware.DbConnections",
         "jobs.middleware.JobHeartbeat",
         "jobs.middleware.GracefulShutdown",

@@ -29,6 +29,9 @@ from .stages import StageCancelled
 
 # How often the waiting worker thread wakes to check the deadline and cancellation.
 _WAIT_STEP_SECONDS = 0.05
+# How long a stage's process may take to start (the fork server's first boot included)
+# before the stage fails; its timeout counts from the moment it starts.
+_START_TIMEOUT_SECONDS = 60
 
 
 class StageOutputError(TypeError):
@@ -101,6 +104,14 @@ def _mp():
     return _context
 
 
+def warm_up() -> None:
+    """Start the fork server now (a worker does at boot), so the first isolated stage does not wait for it."""
+    from multiprocessing import forkserver
+
+    _mp()
+    forkserver.ensure_running()
+
+
 def _run_isolated(stage_type: StageType, context: StageContext, timeout_s: float | None) -> Any:
     mp = _mp()
     parent, child = mp.Pipe()
@@ -113,12 +124,11 @@ def _run_isolated(stage_type: StageType, context: StageContext, timeout_s: float
     }
     limit_mb = settings.STAGE_MEMORY_LIMIT_MB
     process = mp.Process(target=_child_main, args=(child, stage_type.func, fields, limit_mb), daemon=True)
-    deadline = time.monotonic() + timeout_s if timeout_s else None
     with InterruptibleStage():
         process.start()
         child.close()
         try:
-            return _await_child(process, parent, context, deadline, timeout_s)
+            return _await_child(process, parent, context, timeout_s)
         finally:
             if process.is_alive():
                 process.kill()
@@ -126,7 +136,9 @@ def _run_isolated(stage_type: StageType, context: StageContext, timeout_s: float
             parent.close()
 
 
-def _await_child(process, conn, context: StageContext, deadline: float | None, timeout_s: float | None) -> Any:
+def _await_child(process, conn, context: StageContext, timeout_s: float | None) -> Any:
+    start_by = time.monotonic() + _START_TIMEOUT_SECONDS
+    deadline = None  # set when the child says it started: its timeout counts from then
     while True:
         if conn.poll(_WAIT_STEP_SECONDS):
             try:
@@ -135,6 +147,9 @@ def _await_child(process, conn, context: StageContext, deadline: float | None, t
                 process.join(timeout=1)
                 raise StageProcessDied(_death(process.exitcode)) from None
             kind = message[0]
+            if kind == "started":
+                deadline = time.monotonic() + timeout_s if timeout_s else float("inf")
+                continue
             if kind == "progress":
                 context.report_progress(message[1])
                 continue
@@ -146,6 +161,8 @@ def _await_child(process, conn, context: StageContext, deadline: float | None, t
             if type_name == "StageOutputError":
                 raise StageOutputError(text)
             raise IsolatedStageError(type_name, text, trace, retryable)
+        if deadline is None and time.monotonic() >= start_by:
+            raise StageProcessDied(f"the stage's process did not start within {_START_TIMEOUT_SECONDS} s")
         if deadline is not None and time.monotonic() >= deadline:
             raise StageTimeout(f"exceeded its timeout of {timeout_s:g} s")
         if context.is_cancelled():
@@ -172,6 +189,7 @@ def _child_main(conn, func, fields: dict, limit_mb: int) -> None:
         report_progress=lambda fraction: conn.send(("progress", float(fraction))),
         is_cancelled=lambda: False,  # the parent watches for cancellation and ends this process
     )
+    conn.send(("started",))
     try:
         output = func(context)
         try:

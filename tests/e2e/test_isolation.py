@@ -57,8 +57,9 @@ def test_a_cpu_bound_stage_is_killed_at_its_timeout_while_the_worker_carries_on(
     spin, other = Job.objects.get(pk=spin_id), Job.objects.get(pk=other_id)
     assert spin.status == JobStatus.FAILED
     assert "exceeded its timeout of 2 s" in spin.error_message
-    # Killed at its deadline, not after the 60 s (or the eternity of backtracking) it would have run.
-    assert (spin.completed_at - spin.started_at).total_seconds() < 6
+    # Killed at its deadline, not after the 60 s (or the eternity of backtracking) it would have run;
+    # the bound leaves room for a loaded machine starting the stage's process.
+    assert (spin.completed_at - spin.started_at).total_seconds() < 30
     # The other job ran on the same worker meanwhile, and finished first.
     assert other.completed_at < spin.completed_at
     # The heartbeat (every second) never stalled while the stage burned CPU.
