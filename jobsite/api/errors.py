@@ -1,10 +1,16 @@
-"""One error shape for every `/api/` response.
+"""One error shape for every API response.
 
 `{"error": "<machine_code>", "message": "<sentence>", "details": {...}, "request_id": "<id>"}`
+
+A view that serves a seed service's contract may add what that contract's
+clients read (e.g. FastAPI's `detail`) and use its status codes: it names an
+`error_contract` whose `render(exc, response, view)` adapts the envelope.
 """
 
 import logging
+import re
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
@@ -52,7 +58,20 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
 
 
 def exception_handler(exc, context):
-    """DRF exception handler that renders every error in the project's shape."""
+    """DRF exception handler that renders every error in the project's shape.
+
+    When the view serves a seed contract (`view.error_contract`), the contract
+    adapts the response: the envelope and its request id always stay.
+    """
+    response = _envelope_response(exc)
+    view = context.get("view")
+    contract = getattr(view, "error_contract", None)
+    if contract is not None:
+        response = contract.render(exc, response, view)
+    return response
+
+
+def _envelope_response(exc) -> Response:
     if isinstance(exc, ApiError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, Http404):
@@ -103,9 +122,14 @@ def exception_handler(exc, context):
     return response
 
 
+def is_api_path(path: str) -> bool:
+    """Tell whether `path` is one the API serves (`API_URL_REGEX`: /api/, and the seeds' /tasks and /jobs)."""
+    return re.match(settings.API_URL_REGEX, path) is not None
+
+
 def api_not_found(request, exception=None):
-    """JSON 404 for unknown `/api/` paths; Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    """JSON 404 for unknown API paths; Django's page elsewhere."""
+    if is_api_path(request.path):
         return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
     from django.views.defaults import page_not_found
 
@@ -113,8 +137,8 @@ def api_not_found(request, exception=None):
 
 
 def api_server_error(request):
-    """JSON 500 for `/api/` paths; Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    """JSON 500 for API paths; Django's page elsewhere."""
+    if is_api_path(request.path):
         return JsonResponse(error_body("internal_error", "The server failed to handle the request."), status=500)
     from django.views.defaults import server_error
 
