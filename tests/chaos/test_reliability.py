@@ -148,7 +148,7 @@ def test_kill_9_mid_second_stage_then_recovery_completes_the_job(stack, capsys):
     stack.pipeline("three", [{"name": "first", "type": "echo"},
                              {"name": "second", "type": "sleep", "params": {"seconds": 4}},
                              {"name": "third", "type": "echo"}])  # fmt: skip
-    job_id = stack.submit("three", n=1).json()["id"]
+    job_id = stack.submit("three", n=1).json()["job_id"]
     stack.wait(lambda: stack.stage_running(job_id, "second"), 30, "the second stage to start")
 
     stack.signal(worker, signal.SIGKILL)
@@ -181,7 +181,7 @@ def test_redis_outage_while_1000_jobs_are_submitted_loses_nothing(stack, private
             response = stack.submit("quick", n=n)
             statuses.append(response.status_code)
             if response.status_code == 201:
-                ids.append(response.json()["id"])
+                ids.append(response.json()["job_id"])
             time.sleep(0.02)
 
     submitter = threading.Thread(target=submit_all)
@@ -204,7 +204,7 @@ def test_postgres_restart_while_200_jobs_are_processing(stack, private_postgres)
     stack.scheduler()
     stack.pipeline("steady", [{"name": "a", "type": "sleep", "params": {"seconds": 0.5}},
                               {"name": "b", "type": "echo"}])  # fmt: skip
-    ids = [stack.submit("steady", n=n).json()["id"] for n in range(200)]
+    ids = [stack.submit("steady", n=n).json()["job_id"] for n in range(200)]
     stack.wait(lambda: stack.query("SELECT count(*) FROM jobs_job WHERE status = 'processing'")[0][0] >= 4,
                60, "jobs to be processing")  # fmt: skip
 
@@ -225,7 +225,7 @@ def test_poison_job_fails_after_max_attempts(stack):
     stack.web()
     stack.scheduler()
     stack.pipeline("poison", [{"name": "crash", "type": "sleep", "params": {"seconds": 30}}], max_attempts=2)
-    job_id = stack.submit("poison").json()["id"]
+    job_id = stack.submit("poison").json()["job_id"]
     for attempt in (1, 2):
         worker = stack.worker()
         stack.wait(lambda a=attempt: stack.stage_running(job_id, "crash", attempt=a), 60, f"attempt {attempt}")
@@ -243,7 +243,7 @@ def test_sigterm_during_a_long_stage_hands_the_job_back_and_it_completes_once(st
     stack.pipeline("long", [{"name": "prep", "type": "echo"},
                             {"name": "nap", "type": "sleep", "params": {"seconds": 5}}])  # fmt: skip
     first = stack.worker()
-    job_id = stack.submit("long").json()["id"]
+    job_id = stack.submit("long").json()["job_id"]
     stack.wait(lambda: stack.stage_running(job_id, "nap"), 30, "the long stage to start")
 
     first.send_signal(signal.SIGTERM)  # to the master only, as `docker stop` does; it tells its workers
