@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from jobsite.api.authentication import is_service
+from jobsite.api.schema import PRODUCTION_JOB_SYSTEM_TAG
 from jobsite.api.throttling import LoginRateThrottle
 from jobsite.api.views import GenericViewSet
 
@@ -35,6 +36,7 @@ class RefreshView(TokenRefreshView):
     throttle_classes = [LoginRateThrottle]
 
 
+@extend_schema(tags=["auth", PRODUCTION_JOB_SYSTEM_TAG])
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, GenericViewSet):
     """Create, list and revoke your own API keys (with a login, not with another key)."""
 
