@@ -599,3 +599,19 @@ def test_count_of_a_filtered_list_under_the_maximum_stays_exact(service_client, 
     body = ok(list_jobs(service_client, {"status": "failed"}))
 
     assert (body["total"], body["total_estimated"]) == (2, False)
+
+
+# -- the browsable API ------------------------------------------------------------------
+
+
+def test_the_browsable_api_shows_the_list_and_its_filters(user, pipeline):
+    client = APIClient()
+    client.force_login(user)
+    job = JobFactory(pipeline=pipeline, user_id=user.pk)
+
+    response = client.get(JOBS_URL, HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "filtersModal" in html  # the filter form: the paginator finds the page's jobs
+    assert "&quot;job_id&quot;: &quot;" + str(job.pk) in html

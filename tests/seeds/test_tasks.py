@@ -486,3 +486,24 @@ def test_stats_take_a_window(client, tasks):
     bad = call(client, "get", "/tasks/stats", {"window": "1y"})
     assert bad.status_code == 422
     assert locs(assert_request_id(bad)) == [["query", "window"]]
+
+
+def test_the_browsable_api_shows_the_task_list_and_its_filters(client, tasks, operator_user):
+    client.force_login(operator_user)
+    ok(create(client, {"name": "browsed"}), 201)
+
+    response = client.get("/tasks", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200
+    assert "filtersModal" in response.content.decode()
+
+
+def test_a_job_submitted_through_jobsites_own_api_is_not_a_duplicate_task(client, tasks):
+    native = client.post(
+        "/api/v1/jobs/", {"pipeline": TASK, "input_data": {"name": "n"}}, format="json", **SECRET
+    ).json()
+
+    body = ok(create(client, {"name": "n"}), 201)
+
+    assert body["task"]["id"] != native["job_id"]
+    assert body["duplicate"] is False
