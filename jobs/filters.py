@@ -73,6 +73,7 @@ class JobFilter(django_filters.FilterSet):
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     limit_results = django_filters.CharFilter(
         method="filter_limit_results",
+        strip=False,  # exactly as sent: " 5" is not a number of results (the paginator reads it unstripped too)
         help_text="1..500 results (overrides `limit`), or `Today` (since 00:00 UTC), `7 Days`, `30 Days`.",
     )
     ordering = django_filters.ChoiceFilter(

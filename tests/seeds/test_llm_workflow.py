@@ -290,7 +290,7 @@ def test_an_integer_limit_results_outside_1_to_500_is_invalid_limit_results(clie
     assert "valid_values" not in detail
 
 
-@pytest.mark.parametrize("value", ["today", "TODAY", "7 days", "7Days", "1 Day", "abc", "1.5", "Yesterday"])
+@pytest.mark.parametrize("value", ["today", "TODAY", "7 days", "7Days", "1 Day", "abc", "1.5", "Yesterday", " 5", "+5"])
 def test_any_other_limit_results_is_invalid_limit_results_with_the_valid_values(client, db, value):
     response = get(client, JOBS, {"limit_results": value})
 

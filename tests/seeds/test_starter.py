@@ -146,6 +146,16 @@ def test_the_list_holds_only_the_callers_jobs_even_for_an_operator(client, db, u
     assert operators["total"] == 1
 
 
+def test_the_starters_calls_are_audited_as_job_operations(client, db, user, alice):
+    from audit.models import AuditLog
+
+    ok(call(client, "get", "/jobs", {"status": "failed"}, alice))
+
+    row = AuditLog.objects.get(action="jobs.job.list")
+    assert (row.principal, row.request_id, row.request_details["path"]) == ("alice", REQUEST_ID, "/jobs")
+    assert row.request_details["query"] == {"status": "failed"}
+
+
 def test_another_users_job_is_a_404(client, db, other_user, alice):
     theirs = JobFactory(user_id=other_user.pk)
 

@@ -7,12 +7,15 @@ API stated no authentication; jobsite asks for a credential on every
 endpoint, so these clients send the shared secret.
 """
 
+import threading
 import uuid
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from audit.models import AuditLog
 from jobs.models import Job, JobResult, JobStatus
@@ -114,6 +117,30 @@ def test_a_duplicate_task_returns_the_existing_one_without_a_new_row_and_one_mor
     assert Job.objects.count() == 1
     assert Job.objects.get().max_attempts == 4
     assert ok(create(client, {"name": "same", "count": 1}))["task"]["max_retries"] == first["max_retries"] + 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_identical_tasks_make_one_row_and_each_duplicate_adds_a_retry(tasks):
+    barrier = threading.Barrier(4)
+    answers = []
+
+    def submit():
+        try:
+            barrier.wait()
+            response = create(APIClient(), {"name": "race"})
+            answers.append((response.status_code, response.json()["task"]["id"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(code for code, _ in answers) == [200, 200, 200, 201]
+    assert len({task_id for _, task_id in answers}) == 1
+    assert Job.objects.get().max_attempts == 3 + 3
 
 
 def test_another_payload_or_task_is_not_a_duplicate(client, tasks):

@@ -18,6 +18,7 @@ described by :meth:`LlmWorkflowErrors.validation`.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -75,9 +76,7 @@ class LlmWorkflowErrors(FastApiErrors):
 
 def invalid_limit_results(value: str) -> dict:
     """The service's `InvalidLimitResults` detail: `valid_values` only when `value` is not an integer."""
-    try:
-        int(value)
-    except ValueError:
+    if not re.fullmatch(r"-?[0-9]+", value):
         return {
             "error": INVALID_LIMIT_RESULTS,
             "message": f"Invalid limit_results {value!r}: use a number from 1 to {LIMIT_RESULTS_MAX}, "
