@@ -115,9 +115,8 @@ class JobSubmitSerializer(serializers.Serializer):
                 {self.pipeline_required_field: [serializers.ErrorDetail("This field is required.", code="required")]}
             )
         if len(set(names.values())) > 1:
-            raise serializers.ValidationError(
-                {field: [f"Names another pipeline than {', '.join(sorted(names))}."] for field in names}
-            )
+            given = ", ".join(sorted(names))
+            raise serializers.ValidationError({field: [f"{given} name different pipelines."] for field in names})
         attrs["pipeline"] = next(iter(names.values()))
         for field in OPTIONAL_TEXT_FIELDS:
             if attrs.get(field) is None:
