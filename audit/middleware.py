@@ -1,6 +1,8 @@
-"""Audit every `/api/` request once its response has been sent."""
+"""Audit every API request once its response has been sent."""
 
 import time
+
+from jobsite.api.errors import is_api_path
 
 from .context import AuditContext, audit_context
 from .services import audit_request
@@ -25,9 +27,10 @@ def _operation(request, response) -> tuple[str, str, str]:
     else:
         entity = ""
         action = f"{app}.{(match.url_name or 'view').replace('-', '.')}"
-    resource_id = match.kwargs.get("pk", "")
+    # `pk` on jobsite's routes; the seeds' routes name their id as their contract does (`job_id`, `task`).
+    resource_id = match.kwargs.get("pk") or next(iter(match.kwargs.values()), "")
     if not resource_id and response.status_code < 300 and isinstance(getattr(response, "data", None), dict):
-        resource_id = response.data.get("id", "") or ""
+        resource_id = response.data.get("id") or response.data.get("job_id") or ""
     return action, entity, str(resource_id)
 
 
@@ -51,7 +54,7 @@ class AuditMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.path.startswith("/api/") or request.path.startswith(UNAUDITED_PREFIXES):
+        if not is_api_path(request.path) or request.path.startswith(UNAUDITED_PREFIXES):
             return self.get_response(request)
         started = time.monotonic()
         context = AuditContext(source="api", request=request)

@@ -96,15 +96,15 @@ def main():
                 job = requests.post(
                     f"{url}/api/v1/jobs/", json={"pipeline": "long", "input_data": {}}, headers=headers, timeout=10
                 ).json()
-                wait(lambda j=job["id"]: stage_runs(j) == (1, 1), 60, "the stage to start")
+                wait(lambda j=job["job_id"]: stage_runs(j) == (1, 1), 60, "the stage to start")
                 os.killpg(worker.pid, signal.SIGKILL)
                 killed = time.monotonic()
                 worker.wait()
                 worker = spawn(env, [python, "manage.py", "rundramatiq", "-p", "1", "-t", "2"], log)
-                wait(lambda j=job["id"]: stage_runs(j) == (1, 2), 180, "the job to run again")
+                wait(lambda j=job["job_id"]: stage_runs(j) == (1, 2), 180, "the job to run again")
                 timings.append(time.monotonic() - killed)
                 print(f"trial {trial}: worker killed -> job running again in {timings[-1]:.1f} s")
-                requests.post(f"{url}/api/v1/jobs/{job['id']}/cancel/", headers=headers, timeout=10)
+                requests.post(f"{url}/api/v1/jobs/{job['job_id']}/cancel/", headers=headers, timeout=10)
         finally:
             for proc in [*procs, worker]:
                 os.killpg(proc.pid, signal.SIGTERM)

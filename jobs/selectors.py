@@ -29,6 +29,16 @@ def job_detail(*, user) -> QuerySet[Job]:
     return job_list(user=user).select_related("result").prefetch_related("stage_runs")
 
 
+def job_list_own(*, user) -> QuerySet[Job]:
+    """Only the jobs filed under `user`, even for a caller who may see every job (the starter API's scope)."""
+    return job_list(user=user).filter(user_id=user.pk)
+
+
+def job_detail_own(*, user) -> QuerySet[Job]:
+    """Like :func:`job_list_own`, with the result row joined."""
+    return job_list_own(user=user).select_related("result")
+
+
 def job_counts_by_status() -> dict[str, int]:
     """Every status with its number of jobs (zeros included)."""
     counts = dict(Job.objects.order_by().values_list("status").annotate(n=Count("id")))

@@ -18,6 +18,7 @@ from typing import Any
 import dramatiq
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from audit.models import AuditLog
@@ -527,3 +528,24 @@ def job_retry(*, job_id: uuid.UUID, from_start: bool = False) -> Job:
         audit_record(app="jobs", entity="job", verb="retry", resource_id=job.pk, details={"from_start": from_start})
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
+
+
+# The column's bound (PositiveSmallIntegerField): grants stop there.
+MAX_ATTEMPTS_CEILING = 32767
+
+
+def job_grant_attempt(*, job_id: uuid.UUID) -> int | None:
+    """Give a job one more attempt (`max_attempts` + 1); return its new `max_attempts`, None if unchanged.
+
+    The task API (seed 003) answers a resubmitted task with the existing one
+    and raises its `max_retries` by one; this is that bump. A job already at
+    the column's bound is left as it is.
+    """
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job_id, max_attempts__lt=MAX_ATTEMPTS_CEILING).update(
+            max_attempts=F("max_attempts") + 1, updated_at=timezone.now()
+        )
+        if not updated:
+            return None
+        audit_record(app="jobs", entity="job", verb="grant_attempt", resource_id=job_id)
+        return Job.objects.filter(pk=job_id).values_list("max_attempts", flat=True).first()

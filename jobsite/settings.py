@@ -260,7 +260,10 @@ THROTTLE_RATES = {
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_URLS_REGEX = r"^/api/.*$"
+# The paths the API serves: jobsite's own under /api/, and the seed services' unprefixed
+# /tasks (seed 003) and /jobs (seed 004). Errors there are JSON; requests there are audited.
+API_URL_REGEX = r"^/(api/|tasks(/|$)|jobs(/|$))"
+CORS_URLS_REGEX = API_URL_REGEX
 CORS_ALLOW_HEADERS = (
     "accept",
     "authorization",
@@ -318,10 +321,42 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Tags and operation ids are named after what follows /api/v1/ (`jobs`, `pipelines`...).
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "TAGS": [
+        {"name": "jobs", "description": "Submit, follow, cancel and retry jobs."},
+        {"name": "pipelines", "description": "Pipelines and stage types."},
+        {"name": "auth", "description": "JWT login and refresh, API keys."},
+        {"name": "audit", "description": "The audit log."},
+        {
+            "name": "LLM workflow service (seeds 000/001)",
+            "description": "The paths and shapes of the LLM workflow service and its dashboard's LLM Queue tab: "
+            "`GET /api/v1/jobs`, `GET /api/v1/status/{job_id}`, `POST /api/v1/workflow`, "
+            "`POST /api/v1/workflow/validate`. Errors add the service's `detail`. README: Coming from the LLM "
+            "workflow service.",
+        },
+        {
+            "name": "Production job system (seed 002)",
+            "description": "Pipelines by numeric id or name, `pipeline_id` on submission, API keys, audit log "
+            "filters. README: Coming from the production job system.",
+        },
+        {
+            "name": "Task API (seed 003)",
+            "description": "`/tasks` (also under `/api/v1/tasks/`): a task is a job of an active pipeline; "
+            "statuses `not_started`, `success`, `error`; duplicate payloads return the existing task. "
+            "README: Coming from the task API.",
+        },
+        {
+            "name": "Starter job API (seed 004)",
+            "description": "`/jobs` with a JWT: `{job_type, job_parameters}`, the caller's jobs only. "
+            "README: Coming from the starter job API.",
+        },
+    ],
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.models.JobStatus",
         "StageRunStatusEnum": "jobs.models.StageRunStatus",
         "PrincipalTypeEnum": "audit.models.AuditLog.PrincipalType",
+        "ScopeEnum": "accounts.scopes.SCOPES",
     },
 }
 
@@ -332,7 +367,9 @@ HEALTH_DETAIL_PUBLIC = env.bool("HEALTH_DETAIL_PUBLIC", default=False)
 API_KEYS_PER_USER_MAX = env.int("API_KEYS_PER_USER_MAX", default=20)
 
 # The shared secret of the trusted service principal (`X-API-Secret`); off when unset.
-JOBSITE_API_SECRET = env.str("JOBSITE_API_SECRET", default="")
+# `LLM_WEBHOOK_SECRET`, the variable the LLM workflow service (seeds 000/001) read
+# for the same header, is used when `JOBSITE_API_SECRET` is unset or empty.
+JOBSITE_API_SECRET = env.str("JOBSITE_API_SECRET", default="") or env.str("LLM_WEBHOOK_SECRET", default="")
 
 # --- Jobs ----------------------------------------------------------------------
 

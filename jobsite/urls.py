@@ -1,6 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+
+from jobs.api.seeds.urls import starter_patterns, task_patterns
 
 from . import health
 
@@ -16,4 +19,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api-auth/", include("rest_framework.urls")),
+    # The seed services' unprefixed paths: the task API (seed 003) and the starter job API (seed 004).
+    *task_patterns,
+    *starter_patterns,
+    path("docs", RedirectView.as_view(pattern_name="swagger-ui"), name="docs"),
 ]

@@ -79,7 +79,8 @@ def test_throttle_counts_live_in_redis_when_the_cache_is_redis(settings, user, r
 def test_malformed_credentials_are_401_in_the_error_shape(headers, db):
     response = APIClient().get("/api/v1/jobs/", **headers)
     assert response.status_code == 401
-    assert set(response.json()) == {"error", "message", "details", "request_id"}
+    # The jobs list is also the LLM workflow service's: its errors add the service's `detail`.
+    assert set(response.json()) == {"error", "message", "details", "request_id", "detail"}
 
 
 def test_cors_allows_configured_origins_only(settings, db):

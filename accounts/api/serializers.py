@@ -14,7 +14,22 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=SCOPES), required=False, default=list, max_length=len(SCOPES)
     )
+    permissions = serializers.ListField(
+        child=serializers.ChoiceField(choices=SCOPES),
+        required=False,
+        write_only=True,
+        max_length=len(SCOPES),
+        help_text="The same as `scopes` (the production job system's name for them).",
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        permissions = attrs.pop("permissions", None)
+        if permissions is not None:
+            if attrs["scopes"] and sorted(attrs["scopes"]) != sorted(permissions):
+                raise serializers.ValidationError({"permissions": ["Differs from scopes; send one of them."]})
+            attrs["scopes"] = permissions
+        return attrs
 
 
 class ApiKeySerializer(serializers.ModelSerializer):

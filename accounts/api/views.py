@@ -11,6 +11,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
+from jobsite.api.schema import PRODUCTION_JOB_SYSTEM_TAG
 from jobsite.api.throttling import LoginRateThrottle
 from jobsite.api.views import GenericViewSet
 
@@ -40,6 +41,7 @@ class RefreshView(TokenRefreshView):
     throttle_classes = [LoginRateThrottle]
 
 
+@extend_schema(tags=["auth", PRODUCTION_JOB_SYSTEM_TAG])
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, GenericViewSet):
     """Create, list and revoke your own API keys (with a login, not with another key)."""
 

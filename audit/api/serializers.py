@@ -4,12 +4,15 @@ from ..models import AuditLog
 
 
 class AuditLogSerializer(serializers.ModelSerializer):
+    user_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="The same as `user` (seed 002's name).")
+
     class Meta:
         model = AuditLog
         fields = [
             "id",
             "timestamp",
             "user",
+            "user_id",
             "principal",
             "principal_type",
             "action",

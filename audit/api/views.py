@@ -1,5 +1,7 @@
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins
 
+from jobsite.api.schema import PRODUCTION_JOB_SYSTEM_TAG
 from jobsite.api.views import GenericViewSet
 
 from .. import selectors
@@ -7,6 +9,7 @@ from .filters import AuditLogFilter
 from .serializers import AuditLogSerializer
 
 
+@extend_schema(tags=["audit", PRODUCTION_JOB_SYSTEM_TAG])
 class AuditLogViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
     """Read the audit log, newest first (needs `audit:read`)."""
 

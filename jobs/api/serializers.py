@@ -8,29 +8,59 @@ from rest_framework import serializers
 
 from audit.redaction import is_sensitive_name
 from jobsite.api.validation import validate_storable
+from pipelines.selectors import active_pipeline_name
 
 from ..models import Job, JobResult, StageRun
 
+# Text fields a submission may leave out or send as null; stored as "", shown as null.
+OPTIONAL_TEXT_FIELDS = ("username", "action", "webhook_url", "webhook_secret")
+
 
 class JobSubmitSerializer(serializers.Serializer):
-    """Body of `POST /api/v1/jobs/`."""
+    """Body of `POST /api/v1/jobs/` (and of the LLM workflow service's `POST /api/v1/workflow`).
+
+    The pipeline is named by `pipeline`, `workflow_name` (the LLM workflow
+    service's name) or `pipeline_id` (the production job system's numeric id);
+    names given together must agree.
+    """
+
+    # The field named in the error when no pipeline is given.
+    pipeline_required_field = "pipeline"
 
     pipeline = serializers.CharField(max_length=100, required=False, help_text="Name of an active pipeline.")
     workflow_name = serializers.CharField(
-        max_length=100, required=False, write_only=True, help_text="Alias of `pipeline`."
+        max_length=100, required=False, write_only=True, help_text="The same as `pipeline`."
+    )
+    pipeline_id = serializers.IntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
+        required=False,
+        write_only=True,
+        help_text="The pipeline's numeric id, instead of its name.",
     )
     input_data = serializers.JSONField(help_text="A JSON object, validated against the pipeline's input schema.")
     priority = serializers.IntegerField(min_value=0, max_value=10, default=0)
     user_id = serializers.UUIDField(required=False, allow_null=True)
-    username = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
-    action = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    username = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True, default="")
+    action = serializers.CharField(max_length=255, required=False, allow_blank=True, allow_null=True, default="")
     max_attempts = serializers.IntegerField(min_value=1, max_value=20, required=False, allow_null=True)
     run_at = serializers.DateTimeField(required=False, allow_null=True)
     webhook_url = serializers.URLField(
-        max_length=2000, required=False, allow_blank=True, default="", help_text="Called when the job finishes."
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default="",
+        help_text="Called when the job finishes.",
     )
     webhook_secret = serializers.CharField(
-        max_length=255, required=False, allow_blank=True, default="", write_only=True, help_text="Never returned."
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default="",
+        write_only=True,
+        help_text="Signs the calls to `webhook_url`. Never returned.",
     )
     idempotency_key = serializers.CharField(
         max_length=255,
@@ -38,6 +68,11 @@ class JobSubmitSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Repeat a submission safely: the same owner and key return the first job. "
         "Also accepted as the `Idempotency-Key` header.",
+    )
+    debug_mode = serializers.BooleanField(
+        default=False,
+        help_text="Keep every stage's output (the last one included) and show them, with the job's event log, "
+        "in the job's `debug`.",
     )
 
     def validate_input_data(self, value):
@@ -48,6 +83,8 @@ class JobSubmitSerializer(serializers.Serializer):
 
     def validate_webhook_url(self, value):
         """Refuse credentials in the URL: they would be stored and shown with the job; `webhook_secret` signs."""
+        if not value:
+            return ""
         try:
             parts = urlsplit(value)
         except ValueError as exc:
@@ -66,11 +103,24 @@ class JobSubmitSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs):
-        alias = attrs.pop("workflow_name", None)
-        if "pipeline" not in attrs:
-            if alias is None:
-                raise serializers.ValidationError({"pipeline": ["This field is required."]})
-            attrs["pipeline"] = alias
+        names = {field: attrs.pop(field) for field in ("pipeline", "workflow_name") if field in attrs}
+        pipeline_id = attrs.pop("pipeline_id", None)
+        if pipeline_id is not None:
+            name = active_pipeline_name(pipeline_id)
+            if name is None:
+                raise serializers.ValidationError({"pipeline_id": [f"No active pipeline with id {pipeline_id}."]})
+            names["pipeline_id"] = name
+        if not names:
+            raise serializers.ValidationError(
+                {self.pipeline_required_field: [serializers.ErrorDetail("This field is required.", code="required")]}
+            )
+        if len(set(names.values())) > 1:
+            given = ", ".join(sorted(names))
+            raise serializers.ValidationError({field: [f"{given} name different pipelines."] for field in names})
+        attrs["pipeline"] = next(iter(names.values()))
+        for field in OPTIONAL_TEXT_FIELDS:
+            if attrs.get(field) is None:
+                attrs[field] = ""
         return attrs
 
 
@@ -84,30 +134,80 @@ class StageRunSerializer(serializers.ModelSerializer):
         fields = ["name", "status", "attempts", "started", "finished", "duration_ms", "error"]
 
 
-class JobSummarySerializer(serializers.ModelSerializer):
-    """The light shape used in lists: never input data or results."""
+class BlankAsNullField(serializers.CharField):
+    """Text stored as "" when absent, shown as null (the LLM workflow service's nullability)."""
 
-    pipeline = serializers.CharField(source="pipeline.name")
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+
+    def to_representation(self, value):
+        return str(value) if value else None
+
+
+# The LLM workflow service's JobSummary, in its order; then what jobsite adds.
+SEED_SUMMARY_FIELDS = [
+    "job_id",
+    "workflow_name",
+    "status",
+    "priority",
+    "user_id",
+    "username",
+    "action",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "duration_ms",
+    "error_message",
+]
+SUMMARY_EXTRA_FIELDS = ["pipeline_version", "progress", "attempts", "max_attempts", "queued_at"]
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    """The light shape used in lists: never input data or results.
+
+    Exactly the LLM workflow service's `JobSummary` (`job_id`, `workflow_name`,
+    ...; absent text is null, not "") and jobsite's extras.
+    """
+
+    job_id = serializers.UUIDField(source="id", read_only=True)
+    workflow_name = serializers.CharField(source="pipeline.name", read_only=True, help_text="The pipeline's name.")
+    username = BlankAsNullField()
+    action = BlankAsNullField()
+    error_message = BlankAsNullField()
 
     class Meta:
         model = Job
+        fields = [*SEED_SUMMARY_FIELDS, *SUMMARY_EXTRA_FIELDS]
+
+
+class DebugStageRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StageRun
         fields = [
-            "id",
-            "pipeline",
+            "index",
+            "name",
+            "attempt",
+            "job_attempt",
             "status",
-            "priority",
-            "user_id",
-            "username",
-            "action",
-            "attempts",
-            "progress",
-            "created_at",
-            "queued_at",
             "started_at",
-            "completed_at",
+            "finished_at",
             "duration_ms",
-            "error_message",
+            "output",
+            "error",
         ]
+
+
+class DebugEventSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    at = serializers.DateTimeField(source="created_at")
+    data = serializers.JSONField()
+
+
+class JobDebugSerializer(serializers.Serializer):
+    """What `debug_mode` keeps: every stage run with its output, and the job's event log."""
+
+    stage_runs = DebugStageRunSerializer(many=True, help_text="Every run of every stage, oldest first.")
+    events = DebugEventSerializer(many=True, help_text="Every change of the job's state, oldest first.")
 
 
 class JobDetailSerializer(JobSummarySerializer):
@@ -115,13 +215,17 @@ class JobDetailSerializer(JobSummarySerializer):
 
     stages = serializers.SerializerMethodField()
     result_url = serializers.SerializerMethodField()
+    webhook_url = BlankAsNullField()
+    locked_by = BlankAsNullField()
+    debug = serializers.SerializerMethodField(
+        help_text="With `debug_mode`: every stage run with its output and the job's event log; else null."
+    )
 
     class Meta(JobSummarySerializer.Meta):
         fields = [
             *JobSummarySerializer.Meta.fields,
             "input_data",
-            "pipeline_version",
-            "max_attempts",
+            "debug_mode",
             "stages",
             "result_url",
             "webhook_url",
@@ -130,7 +234,15 @@ class JobDetailSerializer(JobSummarySerializer):
             "locked_by",
             "heartbeat_at",
             "updated_at",
+            "debug",
         ]
+
+    @extend_schema_field(JobDebugSerializer(allow_null=True))
+    def get_debug(self, job):
+        if not job.debug_mode:
+            return None
+        runs = [] if self.context.get("new_job") else sorted(job.stage_runs.all(), key=lambda r: (r.started_at, r.pk))
+        return JobDebugSerializer({"stage_runs": runs, "events": job.events.order_by("created_at", "id")}).data
 
     @extend_schema_field(StageRunSerializer(many=True))
     def get_stages(self, job):

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import re
 import uuid
 
 from django.http import StreamingHttpResponse
@@ -14,9 +13,10 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
-from jobsite.api.representation import represent, thread_serializer
+from jobsite.api.pagination import JobListPagination
+from jobsite.api.representation import represent
+from jobsite.api.schema import PRODUCTION_JOB_SYSTEM_TAG
 from jobsite.api.views import GenericViewSet
 from jobsite.broker.depth import broker_queue_depths
 
@@ -24,6 +24,8 @@ from .. import selectors, services
 from ..filters import JobFilter
 from ..models import Job, JobStatus
 from ..stats import WINDOWS, job_stats
+from .errors import IdempotencyKeyReusedError, JobStateConflict
+from .seeds.llm_workflow import LLM_WORKFLOW_ERRORS, LLM_WORKFLOW_TAG
 from .serializers import (
     JobBatchResultSerializer,
     JobBatchSerializer,
@@ -35,6 +37,7 @@ from .serializers import (
     JobSummarySerializer,
     JobValidSerializer,
 )
+from .submitting import JobSubmitting
 
 logger = logging.getLogger(__name__)
 
@@ -47,20 +50,16 @@ ERROR_RESPONSE = OpenApiResponse(description="The error envelope: `{error, messa
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, description="Same as the `idempotency_key` field."
 )
-
-
-# A W3C trace context header: version-traceid-parentid-flags.
-TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-
-
-class IdempotencyKeyReusedError(ApiError):
-    def __init__(self, exc: services.IdempotencyKeyReused):
-        super().__init__(
-            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            code="idempotency_key_reused",
-            message="This idempotency key was used before for a different submission.",
-            details={"idempotency_key": exc.job.idempotency_key, "job_id": str(exc.job.pk)},
-        )
+LIST_DESCRIPTION = (
+    "The LLM workflow service's `GET /api/v1/jobs` (its dashboard's LLM Queue tab calls it with `status` and "
+    "`limit_results`), with jobsite's filters. `{jobs, total, limit, offset}` plus `total_estimated`, `next`, "
+    "`previous`; each job is the service's `JobSummary` plus jobsite's extras.\n\n"
+    "Errors add the service's `detail`: an unknown `status` is a 400 whose `detail` is a string naming it; a "
+    "bad `limit_results` a 400 whose `detail` is `{error: InvalidLimitResults, message, limit_results, "
+    "valid_values}` (`valid_values` only when it is not a number); `limit` outside 1..200 or `offset` below 0 "
+    "a 422 whose `detail` lists `{loc, msg, type}`; a wrong or missing `X-API-Secret` a 401 whose `detail` is "
+    "`{error: InvalidAPISecret, message}`; an unknown parameter a 400."
+)
 
 
 def _streamed_result(result) -> StreamingHttpResponse:
@@ -85,25 +84,21 @@ def _streamed_result(result) -> StreamingHttpResponse:
     return response
 
 
-class JobStateConflict(ApiError):
-    def __init__(self, exc: services.JobStateError):
-        super().__init__(
-            status_code=status.HTTP_409_CONFLICT,
-            code="invalid_state",
-            message=str(exc),
-            details={"status": exc.job.status},
-        )
-
-
 @extend_schema_view(
-    list=extend_schema(summary="List jobs, newest first", responses={200: JobSummarySerializer(many=True)}),
+    list=extend_schema(
+        summary="List jobs, newest first",
+        description=LIST_DESCRIPTION,
+        tags=["jobs", LLM_WORKFLOW_TAG],
+        responses={200: JobSummarySerializer(many=True), 400: ERROR_RESPONSE, 401: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+    ),
     retrieve=extend_schema(summary="One job with its stages and progress", responses={200: JobDetailSerializer}),
 )
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
+class JobViewSet(JobSubmitting, mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
     """Submit jobs, list and follow them, fetch their results, cancel and retry them."""
 
     serializer_class = JobSummarySerializer
     filterset_class = JobFilter
+    pagination_class = JobListPagination
     operation_permissions = {
         "list": "jobs.view_job",
         "retrieve": "jobs.view_job",
@@ -116,6 +111,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         "destroy": "jobs.cancel_job",
         "retry": "jobs.retry_job",
     }
+
+    @property
+    def error_contract(self):
+        """The list is the LLM workflow service's `GET /api/v1/jobs`: its clients read its error bodies."""
+        return LLM_WORKFLOW_ERRORS if self.action == "list" else None
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -133,55 +133,14 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
 
     # -- submitting ---------------------------------------------------------------
 
-    def _idempotency_header(self) -> str | None:
-        """The `Idempotency-Key` header: absent when empty, a 400 when longer than a key may be."""
-        value = self.request.headers.get("Idempotency-Key", "").strip()
-        if not value:
-            return None
-        if len(value) > 255:
-            raise ValidationError({"Idempotency-Key": ["Ensure this header has no more than 255 characters."]})
-        return value
-
-    def _submission(self, body, *, header_key: str | None = None) -> services.JobSubmission:
-        """Validate one submission body for the caller; raise ValidationError or a 403.
-
-        The serializer is this thread's (see jobsite.api.representation):
-        building its fields is most of what validating costs.
-        """
-        data = dict(thread_serializer(JobSubmitSerializer).run_validation(body))
-        if data.get("idempotency_key") == "":
-            data["idempotency_key"] = None
-        if header_key is not None:
-            if data.get("idempotency_key") not in (None, header_key):
-                raise ValidationError({"idempotency_key": ["Differs from the Idempotency-Key header."]})
-            data["idempotency_key"] = header_key
-        user = self.request.user
-        if not is_service(user):
-            if data.get("user_id") not in (None, user.pk):
-                raise ApiError(
-                    status_code=status.HTTP_403_FORBIDDEN,
-                    code="permission_denied",
-                    message="Only the service principal may submit a job for another user.",
-                    details={"user_id": ["Must be your own id or omitted."]},
-                )
-            data["user_id"] = user.pk
-        return services.JobSubmission(**data)
-
-    def _submit_context(self) -> services.SubmitContext:
-        request = self.request
-        traceparent = request.headers.get("traceparent", "")
-        return services.SubmitContext(
-            created_by=None if is_service(request.user) else request.user,
-            request_id=getattr(request._request, "request_id", ""),
-            traceparent=traceparent if TRACEPARENT.match(traceparent) else "",
-        )
-
     def _submitted(self, job) -> dict:
         """The answer for a submitted job, from the object in hand (a new job has no stage runs yet)."""
         return represent(JobSubmittedSerializer, job, request=self.request, new_job=not job.duplicate)
 
     @extend_schema(
         summary="Submit a job",
+        description="Name the pipeline by `pipeline`, `workflow_name` or `pipeline_id` (its numeric id).",
+        tags=["jobs", PRODUCTION_JOB_SYSTEM_TAG],
         request=JobSubmitSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         examples=[SUBMIT_EXAMPLE],
@@ -194,13 +153,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         },
     )
     def create(self, request):
-        submission = self._submission(request.data, header_key=self._idempotency_header())
-        try:
-            job = services.job_submit(submission=submission, context=self._submit_context())
-        except services.JobSubmitError as exc:
-            raise ValidationError(exc.errors) from exc
-        except services.IdempotencyKeyReused as exc:
-            raise IdempotencyKeyReusedError(exc) from exc
+        job = self.submit(self.submission(request.data, header_key=self.idempotency_header()))
         return Response(self._submitted(job), status=status.HTTP_200_OK if job.duplicate else status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -211,11 +164,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
     )
     @action(detail=False, methods=["post"])
     def validate(self, request):
-        submission = self._submission(request.data)
-        try:
-            services.job_validate(submission=submission)
-        except services.JobSubmitError as exc:
-            raise ValidationError(exc.errors) from exc
+        self.validate_submission(self.submission(request.data))
         return Response({"valid": True})
 
     @extend_schema(
@@ -234,13 +183,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
             try:
                 if not isinstance(body, dict):
                     raise ValidationError({"non_field_errors": ["Each job must be an object."]})
-                accepted.append((index, self._submission(body)))
+                accepted.append((index, self.submission(body)))
             except ValidationError as exc:
                 results[index] = {"index": index, "status": 400, "errors": exc.detail}
             except ApiError as exc:
                 results[index] = {"index": index, "status": exc.status_code, "errors": exc.details}
         outcomes = services.job_submit_many(
-            submissions=[submission for _, submission in accepted], context=self._submit_context()
+            submissions=[submission for _, submission in accepted], context=self.submit_context()
         )
         submitted: list[tuple[int, object]] = []
         for (index, _), outcome in zip(accepted, outcomes, strict=True):
@@ -258,6 +207,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
 
     @extend_schema(
         summary="The job's result",
+        tags=["jobs", PRODUCTION_JOB_SYSTEM_TAG],
         description=(
             "Always `{job_id, result, metadata, size_bytes, processing_time_ms, created_at, expires_at}`. "
             "A result stored as a file (over RESULT_INLINE_MAX_BYTES) is streamed inside the same envelope; "

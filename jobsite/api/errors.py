@@ -1,11 +1,17 @@
-"""One error shape for every `/api/` response.
+"""One error shape for every API response.
 
 `{"error": "<machine_code>", "message": "<sentence>", "details": {...}, "request_id": "<id>"}`
+
+A view that serves a seed service's contract may add what that contract's
+clients read (e.g. FastAPI's `detail`) and use its status codes: it names an
+`error_contract` whose `render(exc, response, view)` adapts the envelope.
 """
 
 import json
 import logging
+import re
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DatabaseError
 from django.http import Http404
@@ -54,7 +60,20 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
 
 
 def exception_handler(exc, context):
-    """DRF exception handler that renders every error in the project's shape."""
+    """DRF exception handler that renders every error in the project's shape.
+
+    When the view serves a seed contract (`view.error_contract`), the contract
+    adapts the response: the envelope and its request id always stay.
+    """
+    response = _envelope_response(exc)
+    view = context.get("view")
+    contract = getattr(view, "error_contract", None)
+    if contract is not None:
+        response = contract.render(exc, response, view)
+    return response
+
+
+def _envelope_response(exc) -> Response:
     if isinstance(exc, ApiError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, Http404):
@@ -105,7 +124,12 @@ def exception_handler(exc, context):
     return response
 
 
-# What an error response under /api/ that did not come from a DRF view says, by status.
+def is_api_path(path: str) -> bool:
+    """Tell whether `path` is one the API serves (`API_URL_REGEX`: /api/, and the seeds' /tasks and /jobs)."""
+    return re.match(settings.API_URL_REGEX, path) is not None
+
+
+# What an error response of the API that did not come from a DRF view says, by status.
 _STATUS_ERRORS = {
     400: ("malformed_request", "The request is malformed."),
     401: ("not_authenticated", "Authentication credentials were not provided."),
@@ -118,7 +142,7 @@ _STATUS_ERRORS = {
 
 
 class ApiErrorShapeMiddleware:
-    """Answer every error under `/api/` in the JSON error shape, DEBUG or not.
+    """Answer every error of the API (`is_api_path`) in the JSON error shape, DEBUG or not.
 
     DRF views already do; this covers the rest: paths no route matches
     (Django's 404 page, its technical page under DEBUG), errors raised outside
@@ -133,7 +157,7 @@ class ApiErrorShapeMiddleware:
     def __call__(self, request):
         response = self.get_response(request)
         if (
-            request.path_info.startswith("/api/")
+            is_api_path(request.path_info)
             and response.status_code >= 400
             and not response.streaming
             and "json" not in response.get("Content-Type", "")

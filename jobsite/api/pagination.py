@@ -1,6 +1,13 @@
-"""Limit/offset pagination with the bounds of the API contract and a bounded count."""
+"""Pagination with the bounds of the API contracts and a bounded count.
+
+Limit/offset for jobsite's lists (`{count, count_estimated, next, previous,
+results}`) and for the jobs list, whose envelope is the LLM workflow service's
+(`{jobs, total, limit, offset}` plus `total_estimated`, `next`, `previous`);
+page/page_size for the task API (seed 003).
+"""
 
 import json
+import math
 
 from django.conf import settings
 from django.db import connections
@@ -10,6 +17,11 @@ from rest_framework.response import Response
 
 
 def _bounded_int(request, name: str, *, default: int, low: int, high: int | None) -> int:
+    """An integer query parameter within its bounds; a 400 naming it otherwise.
+
+    The message's error code says what was wrong (`int_parsing`,
+    `greater_than_equal`, `less_than_equal`), for contracts that report it.
+    """
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -19,7 +31,8 @@ def _bounded_int(request, name: str, *, default: int, low: int, high: int | None
         value = None
     if value is None or value < low or (high is not None and value > high):
         bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
-        raise ValidationError({name: [f"Must be an integer {bounds}; got {raw!r}."]})
+        code = "int_parsing" if value is None else "greater_than_equal" if value < low else "less_than_equal"
+        raise ValidationError({name: [f"Must be an integer {bounds}; got {raw!r}."]}, code=code)
     return value
 
 
@@ -34,6 +47,21 @@ def estimated_count(queryset) -> int | None:
         plan = cursor.fetchone()[0]
     plan = json.loads(plan) if isinstance(plan, str) else plan
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def bounded_count(queryset) -> tuple[int, bool]:
+    """The queryset's row count, exact up to `API_COUNT_EXACT_MAX`; past that PostgreSQL's estimate.
+
+    Return `(count, estimated)`.
+    """
+    cap = settings.API_COUNT_EXACT_MAX
+    exact = queryset.order_by()[: cap + 1].count()
+    if exact <= cap:
+        return exact, False
+    estimate = estimated_count(queryset)
+    if estimate is None:
+        return queryset.count(), False
+    return max(estimate, exact), True
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
@@ -59,16 +87,8 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
         return _bounded_int(request, self.offset_query_param, default=0, low=0, high=None)
 
     def get_count(self, queryset):
-        cap = settings.API_COUNT_EXACT_MAX
-        self.count_estimated = False
-        exact = queryset.order_by()[: cap + 1].count()
-        if exact <= cap:
-            return exact
-        estimate = estimated_count(queryset)
-        if estimate is None:
-            return queryset.count()
-        self.count_estimated = True
-        return max(estimate, exact)
+        self.count, self.count_estimated = bounded_count(queryset)
+        return self.count
 
     def get_paginated_response(self, data):
         return Response(
@@ -88,3 +108,122 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
             "description": "True when `count` is the database's estimate (lists over API_COUNT_EXACT_MAX rows).",
         }
         return response
+
+
+class JobListPagination(LimitOffsetPagination):
+    """The jobs list's envelope: the LLM workflow service's `JobsListResponse` and jobsite's extras.
+
+    `{"jobs": [...], "total", "limit", "offset", "total_estimated", "next",
+    "previous"}`: `total` counts every match before paging (bounded like
+    `count`), `limit` is the page size served (a numeric `limit_results`
+    included), `next`/`previous` are links or null.
+    """
+
+    items_key = "jobs"
+
+    def get_paginated_response(self, data):
+        return Response(
+            {
+                self.items_key: data,
+                "total": self.count,
+                "limit": self.limit,
+                "offset": self.offset,
+                "total_estimated": self.count_estimated,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+            }
+        )
+
+    def get_results(self, data):
+        return data[self.items_key]
+
+    def get_paginated_response_schema(self, schema):
+        link = {"type": "string", "nullable": True, "format": "uri"}
+        return {
+            "type": "object",
+            "required": [self.items_key, "total", "limit", "offset", "total_estimated", "next", "previous"],
+            "properties": {
+                self.items_key: schema,
+                "total": {"type": "integer", "description": "Every match before paging."},
+                "limit": {"type": "integer", "description": "The page size served."},
+                "offset": {"type": "integer"},
+                "total_estimated": {
+                    "type": "boolean",
+                    "description": "True when `total` is the database's estimate (over API_COUNT_EXACT_MAX rows).",
+                },
+                "next": link,
+                "previous": link,
+            },
+        }
+
+
+class PageNumberPagination(pagination.BasePagination):
+    """`page` (from 1, default 1) and `page_size` (1..100, default 50); anything else is a 400.
+
+    `{<items_key>: [...], "total", "page", "page_size", "pages",
+    "total_estimated"}`; a page past the end is empty and keeps the total.
+    """
+
+    items_key = "results"
+    page_query_param = "page"
+    page_size_query_param = "page_size"
+    default_page_size = 50
+    max_page_size = 100
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.page = _bounded_int(request, self.page_query_param, default=1, low=1, high=None)
+        self.page_size = _bounded_int(
+            request, self.page_size_query_param, default=self.default_page_size, low=1, high=self.max_page_size
+        )
+        self.count, self.count_estimated = bounded_count(queryset)
+        offset = (self.page - 1) * self.page_size
+        if offset >= self.count:
+            return []
+        return list(queryset[offset : offset + self.page_size])
+
+    def get_paginated_response(self, data):
+        return Response(
+            {
+                self.items_key: data,
+                "total": self.count,
+                "page": self.page,
+                "page_size": self.page_size,
+                "pages": math.ceil(self.count / self.page_size),
+                "total_estimated": self.count_estimated,
+            }
+        )
+
+    def get_results(self, data):
+        return data[self.items_key]
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": [self.items_key, "total", "page", "page_size", "pages", "total_estimated"],
+            "properties": {
+                self.items_key: schema,
+                "total": {"type": "integer", "description": "Every match before paging."},
+                "page": {"type": "integer"},
+                "page_size": {"type": "integer"},
+                "pages": {"type": "integer"},
+                "total_estimated": {"type": "boolean"},
+            },
+        }
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.page_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Page number, from 1 (default 1).",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            {
+                "name": self.page_size_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Results per page, 1..{self.max_page_size} (default {self.default_page_size}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
+            },
+        ]

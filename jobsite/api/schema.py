@@ -2,6 +2,9 @@
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+# The tag of the endpoints that serve the production job system's contract (seed 002).
+PRODUCTION_JOB_SYSTEM_TAG = "Production job system (seed 002)"
+
 
 class ApiSecretScheme(OpenApiAuthenticationExtension):
     target_class = "jobsite.api.authentication.ApiSecretAuthentication"
@@ -12,7 +15,8 @@ class ApiSecretScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "X-API-Secret",
-            "description": "The shared secret of the trusted service principal (JOBSITE_API_SECRET).",
+            "description": "The shared secret of the trusted service principal (JOBSITE_API_SECRET, or "
+            "LLM_WEBHOOK_SECRET when that is unset).",
         }
 
 

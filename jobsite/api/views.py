@@ -16,6 +16,10 @@ _PAGINATOR_PARAMS = (
 )
 
 
+class UnknownQueryParameters(exceptions.ValidationError):
+    """A query parameter the view does not understand (a 400 on every surface, whatever its contract)."""
+
+
 class ThrottledFirstMixin:
     """Apply rate limits before authentication failures and permission checks.
 
@@ -79,7 +83,7 @@ class KnownQueryParamsMixin:
         if unknown:
             valid = sorted(accepted)
             message = f"Unknown query parameter. Accepted parameters: {', '.join(valid)}."
-            raise exceptions.ValidationError({**{name: [message] for name in unknown}, "valid_parameters": valid})
+            raise UnknownQueryParameters({**{name: [message] for name in unknown}, "valid_parameters": valid})
 
 
 def _filterset_params(filterset_class) -> set[str]:

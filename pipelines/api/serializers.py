@@ -45,7 +45,7 @@ class PipelineSummarySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Pipeline
-        fields = ["name", "description", "version", "is_active", "input_schema", "stages"]
+        fields = ["id", "name", "description", "version", "is_active", "input_schema", "stages"]
 
     @extend_schema_field(serializers.JSONField(allow_null=True))
     def get_input_schema(self, pipeline):

@@ -1,13 +1,21 @@
 """Pipelines CRUD and the list of stage types."""
 
 from django.db import IntegrityError
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
 from jobsite.api.parsers import LimitedJSONParser
 from jobsite.api.permissions import principal_has_perm
+from jobsite.api.schema import PRODUCTION_JOB_SYSTEM_TAG
 from jobsite.api.views import GenericViewSet, ViewSet
 
 from .. import selectors, services
@@ -29,6 +37,13 @@ def _pipeline_read(*, many: bool = False) -> PolymorphicProxySerializer:
 
 
 PIPELINE_READ = _pipeline_read()
+PIPELINE_TAGS = ["pipelines", PRODUCTION_JOB_SYSTEM_TAG]
+NAME_OR_ID = OpenApiParameter(
+    "name",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The pipeline's name, or its numeric `id` (a name made only of digits is looked up as a name first).",
+)
 
 
 def _config_errors(exc: services.PipelineConfigError) -> ValidationError:
@@ -48,15 +63,16 @@ class PipelineBodyParser(LimitedJSONParser):
 
 @extend_schema_view(
     list=extend_schema(
+        tags=PIPELINE_TAGS,
         responses=_pipeline_read(many=True),
         description="Callers with `pipelines.view_pipeline` (operators; keys need the `pipelines:read` scope) "
         "get each pipeline's config, credential headers masked; others get its name, description, version, "
         "state, input schema and stage names and types.",
     ),
-    retrieve=extend_schema(responses=PIPELINE_READ),
-    create=extend_schema(responses={201: PIPELINE_READ}),
-    update=extend_schema(responses=PIPELINE_READ),
-    partial_update=extend_schema(responses=PIPELINE_READ),
+    retrieve=extend_schema(tags=PIPELINE_TAGS, parameters=[NAME_OR_ID], responses=PIPELINE_READ),
+    create=extend_schema(tags=PIPELINE_TAGS, responses={201: PIPELINE_READ}),
+    update=extend_schema(tags=PIPELINE_TAGS, parameters=[NAME_OR_ID], responses=PIPELINE_READ),
+    partial_update=extend_schema(tags=PIPELINE_TAGS, parameters=[NAME_OR_ID], responses=PIPELINE_READ),
 )
 class PipelineViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, GenericViewSet
@@ -76,6 +92,14 @@ class PipelineViewSet(
 
     def get_queryset(self):
         return selectors.pipeline_list()
+
+    def get_object(self):
+        """The pipeline named in the path, or with that numeric id (the production job system's ids)."""
+        pipeline = selectors.pipeline_by_name_or_id(self.kwargs[self.lookup_field], pipelines=self.get_queryset())
+        if pipeline is None:
+            raise NotFound()
+        self.check_object_permissions(self.request, pipeline)
+        return pipeline
 
     def reads_config(self) -> bool:
         """Whether the caller may read pipeline configs (stage params), not only their outline."""
@@ -120,10 +144,12 @@ class PipelineViewSet(
             raise ValidationError({"name": ["A pipeline with this name exists."]}) from exc
 
     @extend_schema(
+        tags=PIPELINE_TAGS,
+        parameters=[NAME_OR_ID],
         responses={
             204: OpenApiResponse(description="Deleted."),
             200: OpenApiResponse(PIPELINE_READ, description="Jobs reference it: deactivated instead."),
-        }
+        },
     )
     def destroy(self, request, *args, **kwargs):
         pipeline = self.get_object()

@@ -55,7 +55,7 @@ def test_submission_has_one_row_written_by_the_service_and_completed_by_the_midd
 
     row = only_row()
     assert (row.principal, row.principal_type) == ("service", "service")
-    assert (row.action, row.resource_type, row.resource_id) == ("jobs.job.create", "job", response.json()["id"])
+    assert (row.action, row.resource_type, row.resource_id) == ("jobs.job.create", "job", response.json()["job_id"])
     assert (row.status_code, row.success, row.request_id) == (201, True, "sub-1")
     assert row.request_details["body"]["data"] == {"pipeline": "sample_task", "input_data": {"n": 1}}
 

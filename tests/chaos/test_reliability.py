@@ -161,7 +161,7 @@ def test_kill_9_mid_second_stage_then_recovery_completes_the_job(stack, capsys):
     stack.pipeline("three", [{"name": "first", "type": "echo"},
                              {"name": "second", "type": "sleep", "params": {"seconds": 4}},
                              {"name": "third", "type": "echo"}])  # fmt: skip
-    job_id = stack.submit("three", n=1).json()["id"]
+    job_id = stack.submit("three", n=1).json()["job_id"]
     stack.wait(lambda: stack.stage_running(job_id, "second"), 30, "the second stage to start")
 
     stack.signal(worker, signal.SIGKILL)
@@ -192,7 +192,7 @@ def test_redis_outage_while_1000_jobs_are_submitted_loses_nothing(stack, private
         for n in range(1000):
             response = stack.submit_as_a_client_would("quick", n=n)
             accepted = response.status_code in (200, 201)
-            answers.append((response.status_code, response.json()["id"] if accepted else None))
+            answers.append((response.status_code, response.json()["job_id"] if accepted else None))
             time.sleep(0.02)
 
     started = time.monotonic()
@@ -227,7 +227,7 @@ def test_postgres_restart_while_200_jobs_are_processing(stack, private_postgres)
     stack.scheduler()
     stack.pipeline("steady", [{"name": "a", "type": "sleep", "params": {"seconds": 0.5}},
                               {"name": "b", "type": "echo"}])  # fmt: skip
-    ids = [stack.submit("steady", n=n).json()["id"] for n in range(200)]
+    ids = [stack.submit("steady", n=n).json()["job_id"] for n in range(200)]
     stack.wait(lambda: stack.query("SELECT count(*) FROM jobs_job WHERE status = 'processing'")[0][0] >= 4,
                60, "jobs to be processing")  # fmt: skip
 
@@ -248,7 +248,7 @@ def test_poison_job_fails_after_max_attempts(stack):
     stack.web()
     stack.scheduler()
     stack.pipeline("poison", [{"name": "crash", "type": "sleep", "params": {"seconds": 30}}], max_attempts=2)
-    job_id = stack.submit("poison").json()["id"]
+    job_id = stack.submit("poison").json()["job_id"]
     for attempt in (1, 2):
         worker = stack.worker()
         stack.wait(lambda a=attempt: stack.stage_running(job_id, "crash", attempt=a), 60, f"attempt {attempt}")
@@ -266,7 +266,7 @@ def test_sigterm_during_a_long_stage_hands_the_job_back_and_it_completes_once(st
     stack.pipeline("long", [{"name": "prep", "type": "echo"},
                             {"name": "nap", "type": "sleep", "params": {"seconds": 5}}])  # fmt: skip
     first = stack.worker()
-    job_id = stack.submit("long").json()["id"]
+    job_id = stack.submit("long").json()["job_id"]
     stack.wait(lambda: stack.stage_running(job_id, "nap"), 30, "the long stage to start")
 
     first.send_signal(signal.SIGTERM)  # to the master only, as `docker stop` does; it tells its workers

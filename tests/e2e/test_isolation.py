@@ -27,7 +27,7 @@ def _submit(url, pipeline, input_data):
         timeout=5,
     )
     assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return response.json()["job_id"]
 
 
 def _wait(predicate, timeout=30):

@@ -32,7 +32,7 @@ def _wait(predicate, timeout=20.0):
 def _submit(url, body):
     response = requests.post(f"{url}/api/v1/jobs/", json=body, headers=HEADERS, timeout=5)
     assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return response.json()["job_id"]
 
 
 def test_cancel_stops_a_running_job_inside_its_long_stage(service):

@@ -45,7 +45,7 @@ def test_submitted_job_runs_on_a_real_worker_and_its_result_comes_back(service):
         timeout=5,
     )
     assert response.status_code == 201, response.text
-    job_id = response.json()["id"]
+    job_id = response.json()["job_id"]
 
     detail = _wait_for_status(service, job_id, {"completed", "failed"})
     assert detail["status"] == "completed", detail
@@ -82,7 +82,7 @@ def test_many_jobs_each_run_exactly_once(service):
             timeout=5,
         )
         assert response.status_code == 201
-        ids.append(response.json()["id"])
+        ids.append(response.json()["job_id"])
 
     deadline = time.monotonic() + 60
     while Job.objects.filter(pk__in=ids, status=JobStatus.COMPLETED).count() < len(ids):

@@ -68,7 +68,7 @@ def _submit(url):
         timeout=5,
     )  # fmt: skip
     assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return response.json()["job_id"]
 
 
 def _wait_finished(job_id, timeout=30):

@@ -40,7 +40,7 @@ def test_an_urgent_job_starts_before_a_backlog_of_normal_ones_drains(service):
         timeout=10,
     )
     assert response.status_code == 201, response.text
-    urgent_id = response.json()["id"]
+    urgent_id = response.json()["job_id"]
     deadline = time.monotonic() + 60
     while not Job.objects.filter(pk=urgent_id, status=JobStatus.COMPLETED).exists():
         assert time.monotonic() < deadline

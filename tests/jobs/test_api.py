@@ -18,35 +18,37 @@ from tests.factories import JobFactory, PipelineFactory, UserFactory
 JOBS_URL = "/api/v1/jobs/"
 REQUEST_ID = "test-request-0042"
 
-# The JobSummary of api.md, exactly.
-SUMMARY_FIELDS = {
-    "id",
-    "pipeline",
+# The LLM workflow service's JobSummary, exactly, then jobsite's extras.
+SEED_SUMMARY_FIELDS = [
+    "job_id",
+    "workflow_name",
     "status",
     "priority",
     "user_id",
     "username",
     "action",
-    "attempts",
-    "progress",
     "created_at",
-    "queued_at",
     "started_at",
     "completed_at",
     "duration_ms",
     "error_message",
-}
-# What api.md adds for the detail (webhooks are not built yet, so no webhook_url).
+]
+SUMMARY_FIELDS = {*SEED_SUMMARY_FIELDS, "pipeline_version", "progress", "attempts", "max_attempts", "queued_at"}
+# What the detail adds.
 DETAIL_EXTRA_FIELDS = {
     "input_data",
-    "pipeline_version",
+    "debug_mode",
     "stages",
     "result_url",
+    "webhook_url",
     "idempotency_key",
     "run_at",
     "locked_by",
     "heartbeat_at",
+    "updated_at",
+    "debug",
 }
+ENVELOPE_FIELDS = {"error", "message", "details", "request_id"}
 RESULT_FIELDS = {"job_id", "result", "metadata", "processing_time_ms", "created_at", "expires_at"}
 
 
@@ -66,11 +68,14 @@ def result_url(job_id):
     return f"{JOBS_URL}{job_id}/result/"
 
 
-def assert_error(response, status_code, code):
-    """Check the error envelope, the status and the echoed request id; return the body."""
+def assert_error(response, status_code, code, *, seed_detail=False):
+    """Check the error envelope, the status and the echoed request id; return the body.
+
+    `seed_detail`: the endpoint also serves the LLM workflow service, whose clients read `detail`.
+    """
     assert response.status_code == status_code, response.content
     body = response.json()
-    assert set(body) == {"error", "message", "details", "request_id"}
+    assert set(body) == (ENVELOPE_FIELDS | {"detail"} if seed_detail else ENVELOPE_FIELDS)
     assert body["error"] == code
     assert isinstance(body["message"], str) and body["message"]
     assert isinstance(body["details"], dict)
@@ -102,13 +107,13 @@ def test_service_submit_returns_201_with_the_queued_job_detail(service_client, d
     assert set(body) >= SUMMARY_FIELDS | DETAIL_EXTRA_FIELDS
     assert body["status"] == "queued"
     assert body["queued_at"] is not None
-    assert body["pipeline"] == "text-analysis"
+    assert body["workflow_name"] == "text-analysis"
     assert body["pipeline_version"] == demo_pipelines["text-analysis"].version
     assert body["input_data"] == {"text": "Hello."}
-    assert (body["priority"], body["action"], body["user_id"]) == (5, "analyse", None)
+    assert (body["priority"], body["action"], body["user_id"], body["username"]) == (5, "analyse", None, None)
     assert body["stages"] == []
     assert body["result_url"] is None
-    job = Job.objects.get(pk=body["id"])
+    job = Job.objects.get(pk=body["job_id"])
     assert job.status == JobStatus.QUEUED
     assert job.created_by is None
     assert stub_broker.queues["jobs.high"].qsize() == 1  # priority 5: the high band
@@ -118,8 +123,8 @@ def test_submit_accepts_workflow_name_as_an_alias_of_pipeline(service_client, de
     response = post_job(service_client, {"workflow_name": "sample_task", "input_data": {"a": 1}})
 
     assert response.status_code == 201, response.content
-    assert response.json()["pipeline"] == "sample_task"
-    assert Job.objects.get(pk=response.json()["id"]).pipeline == demo_pipelines["sample_task"]
+    assert response.json()["workflow_name"] == "sample_task"
+    assert Job.objects.get(pk=response.json()["job_id"]).pipeline == demo_pipelines["sample_task"]
 
 
 def test_submit_without_trailing_slash_is_answered_the_same(service_client, demo_pipelines):
@@ -135,7 +140,7 @@ def test_list_without_trailing_slash_reaches_the_list(service_client, db):
     response = service_client.get(JOBS_URL.rstrip("/"), follow=True)
 
     assert response.status_code == 200
-    assert response.json()["count"] == 1
+    assert response.json()["total"] == 1
 
 
 def test_service_may_submit_on_behalf_of_any_user(service_client, demo_pipelines, user):
@@ -143,7 +148,7 @@ def test_service_may_submit_on_behalf_of_any_user(service_client, demo_pipelines
 
     assert response.status_code == 201
     assert response.json()["user_id"] == str(user.pk)
-    assert Job.objects.get(pk=response.json()["id"]).user_id == user.pk
+    assert Job.objects.get(pk=response.json()["job_id"]).user_id == user.pk
 
 
 def test_session_user_submission_is_filed_under_the_users_id(user_client, user, demo_pipelines):
@@ -151,7 +156,7 @@ def test_session_user_submission_is_filed_under_the_users_id(user_client, user, 
 
     assert response.status_code == 201, response.content
     assert response.json()["user_id"] == str(user.pk)
-    job = Job.objects.get(pk=response.json()["id"])
+    job = Job.objects.get(pk=response.json()["job_id"])
     assert job.user_id == user.pk
     assert job.created_by == user
 
@@ -160,7 +165,7 @@ def test_session_user_may_name_their_own_user_id(user_client, user, demo_pipelin
     response = post_job(user_client, {"pipeline": "sample_task", "input_data": {}, "user_id": str(user.pk)})
 
     assert response.status_code == 201
-    assert Job.objects.get(pk=response.json()["id"]).user_id == user.pk
+    assert Job.objects.get(pk=response.json()["job_id"]).user_id == user.pk
 
 
 def test_session_user_submitting_for_another_user_gets_403(user_client, other_user, demo_pipelines):
@@ -246,9 +251,15 @@ def test_submit_with_a_wrong_api_secret_is_a_401(demo_pipelines):
     assert Job.objects.count() == 0
 
 
-@pytest.mark.parametrize("url", [JOBS_URL, f"{JOBS_URL}{uuid.uuid4()}/", f"{JOBS_URL}{uuid.uuid4()}/result/"])
+@pytest.mark.parametrize("url", [f"{JOBS_URL}{uuid.uuid4()}/", f"{JOBS_URL}{uuid.uuid4()}/result/"])
 def test_reads_without_credentials_are_a_401(anon_client, db, url):
     assert_error(get(anon_client, url), 401, "not_authenticated")
+
+
+def test_the_list_without_credentials_is_a_401_naming_the_missing_api_secret(anon_client, db):
+    body = assert_error(get(anon_client, JOBS_URL), 401, "not_authenticated", seed_detail=True)
+
+    assert body["detail"]["error"] == "InvalidAPISecret"
 
 
 # --- list -------------------------------------------------------------------------
@@ -264,11 +275,12 @@ def test_list_returns_summaries_newest_first_without_input_data(service_client, 
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"count", "count_estimated", "next", "previous", "results"}
-    assert body["count"] == 3
+    assert set(body) == {"jobs", "total", "limit", "offset", "total_estimated", "next", "previous"}
+    assert (body["total"], body["limit"], body["offset"]) == (3, 50, 0)
     assert (body["next"], body["previous"]) == (None, None)
-    assert [r["id"] for r in body["results"]] == [str(jobs[1].pk), str(jobs[2].pk), str(jobs[0].pk)]
-    for summary in body["results"]:
+    assert [r["job_id"] for r in body["jobs"]] == [str(jobs[1].pk), str(jobs[2].pk), str(jobs[0].pk)]
+    for summary in body["jobs"]:
+        assert list(summary)[: len(SEED_SUMMARY_FIELDS)] == SEED_SUMMARY_FIELDS
         assert set(summary) == SUMMARY_FIELDS
     assert "secret" not in response.content.decode()
 
@@ -276,7 +288,7 @@ def test_list_returns_summaries_newest_first_without_input_data(service_client, 
 def test_list_shows_the_pipeline_by_name(service_client, db):
     JobFactory(pipeline=PipelineFactory(name="named-one"))
 
-    assert get(service_client, JOBS_URL).json()["results"][0]["pipeline"] == "named-one"
+    assert get(service_client, JOBS_URL).json()["jobs"][0]["workflow_name"] == "named-one"
 
 
 def test_list_pages_by_50_by_default(service_client, db):
@@ -285,15 +297,15 @@ def test_list_pages_by_50_by_default(service_client, db):
 
     first = get(service_client, JOBS_URL).json()
 
-    assert first["count"] == 51
-    assert len(first["results"]) == 50
+    assert first["total"] == 51
+    assert len(first["jobs"]) == 50
     assert first["previous"] is None
     assert "limit=50" in first["next"] and "offset=50" in first["next"]
     second = service_client.get(first["next"]).json()
-    assert len(second["results"]) == 1
+    assert len(second["jobs"]) == 1
     assert second["next"] is None
     assert second["previous"] is not None
-    seen = {r["id"] for r in first["results"]} | {r["id"] for r in second["results"]}
+    seen = {r["job_id"] for r in first["jobs"]} | {r["job_id"] for r in second["jobs"]}
     assert len(seen) == 51
 
 
@@ -305,8 +317,8 @@ def test_list_honours_limit_and_offset(service_client, db):
 
     body = get(service_client, f"{JOBS_URL}?limit=2&offset=1").json()
 
-    assert body["count"] == 5
-    assert [r["id"] for r in body["results"]] == [str(jobs[1].pk), str(jobs[2].pk)]
+    assert body["total"] == 5
+    assert [r["job_id"] for r in body["jobs"]] == [str(jobs[1].pk), str(jobs[2].pk)]
 
 
 def test_list_serves_up_to_200_per_page(service_client, db):
@@ -315,14 +327,14 @@ def test_list_serves_up_to_200_per_page(service_client, db):
 
     body = get(service_client, f"{JOBS_URL}?limit=200").json()
 
-    assert body["count"] == 201
-    assert len(body["results"]) == 200
+    assert body["total"] == 201
+    assert len(body["jobs"]) == 200
     assert body["next"] is not None
 
 
 @pytest.mark.parametrize("query", ["limit=201", "limit=0", "offset=-1"])
-def test_list_rejects_limit_or_offset_out_of_range(service_client, db, query):
-    assert_error(get(service_client, f"{JOBS_URL}?{query}"), 400, "validation_error")
+def test_list_rejects_limit_or_offset_out_of_range_with_a_422(service_client, db, query):
+    assert_error(get(service_client, f"{JOBS_URL}?{query}"), 422, "validation_error", seed_detail=True)
 
 
 def test_session_user_lists_only_their_own_jobs(user_client, user, other_user, db):
@@ -332,8 +344,8 @@ def test_session_user_lists_only_their_own_jobs(user_client, user, other_user, d
 
     body = get(user_client, JOBS_URL).json()
 
-    assert body["count"] == 2
-    assert {uuid.UUID(r["id"]) for r in body["results"]} == own
+    assert body["total"] == 2
+    assert {uuid.UUID(r["job_id"]) for r in body["jobs"]} == own
 
 
 def test_session_user_cannot_widen_the_list_with_a_user_id_filter(user_client, user, other_user, db):
@@ -341,7 +353,7 @@ def test_session_user_cannot_widen_the_list_with_a_user_id_filter(user_client, u
 
     body = get(user_client, f"{JOBS_URL}?user_id={other_user.pk}").json()
 
-    assert body["count"] == 0
+    assert body["total"] == 0
 
 
 def test_operator_lists_every_job(operator_user, user, db):
@@ -350,7 +362,7 @@ def test_operator_lists_every_job(operator_user, user, db):
     client = APIClient()
     client.force_login(operator_user)
 
-    assert get(client, JOBS_URL).json()["count"] == 2
+    assert get(client, JOBS_URL).json()["total"] == 2
 
 
 def test_staff_flag_alone_does_not_reveal_other_users_jobs(user, db):
@@ -359,7 +371,7 @@ def test_staff_flag_alone_does_not_reveal_other_users_jobs(user, db):
     client = APIClient()
     client.force_login(staff)
 
-    assert get(client, JOBS_URL).json()["count"] == 0
+    assert get(client, JOBS_URL).json()["total"] == 0
 
 
 def test_service_lists_every_users_jobs(service_client, user, other_user, db):
@@ -367,7 +379,7 @@ def test_service_lists_every_users_jobs(service_client, user, other_user, db):
     JobFactory(user_id=other_user.pk)
     JobFactory(user_id=None)
 
-    assert get(service_client, JOBS_URL).json()["count"] == 3
+    assert get(service_client, JOBS_URL).json()["total"] == 3
 
 
 # --- detail -----------------------------------------------------------------------
@@ -381,7 +393,7 @@ def test_detail_of_a_completed_job_has_stages_input_version_and_result_url(servi
     assert response.status_code == 200
     body = response.json()
     assert set(body) >= SUMMARY_FIELDS | DETAIL_EXTRA_FIELDS
-    assert body["id"] == str(job.pk)
+    assert body["job_id"] == str(job.pk)
     assert body["status"] == "completed"
     assert body["input_data"] == {"text": "Detail test. Two sentences!"}
     assert body["pipeline_version"] == demo_pipelines["text-analysis"].version
@@ -429,7 +441,7 @@ def test_detail_of_an_unfinished_job_has_no_result_url(service_client, db):
 def test_session_user_sees_their_own_job_detail(user_client, user, db):
     job = JobFactory(user_id=user.pk)
 
-    assert get(user_client, detail_url(job.pk)).json()["id"] == str(job.pk)
+    assert get(user_client, detail_url(job.pk)).json()["job_id"] == str(job.pk)
 
 
 @pytest.mark.parametrize("make_url", [detail_url, result_url])

@@ -16,7 +16,7 @@ from tests.factories import JobFactory, PipelineFactory
 from tests.jobs.test_api import SUMMARY_FIELDS
 
 JOBS_URL = "/api/v1/jobs/"
-PAGE_FIELDS = {"count", "count_estimated", "next", "previous", "results"}
+PAGE_FIELDS = {"jobs", "total", "limit", "offset", "total_estimated", "next", "previous"}
 
 ALL_STATUSES = {
     "pending",
@@ -79,16 +79,16 @@ def ok(response) -> dict:
 
 
 def result_ids(body: dict) -> list[str]:
-    return [row["id"] for row in body["results"]]
+    return [row["job_id"] for row in body["jobs"]]
 
 
 def as_ids(jobs) -> list[str]:
     return [str(job.pk) for job in jobs]
 
 
-def assert_rejected(response, param: str) -> dict:
-    """A 400 in the error envelope whose details name `param`; return the details."""
-    assert response.status_code == 400, response.content
+def assert_rejected(response, param: str, status_code: int = 400) -> dict:
+    """A 400 (or `status_code`) in the error envelope whose details name `param`; return the details."""
+    assert response.status_code == status_code, response.content
     body = response.json()
     assert body["error"] == "validation_error"
     assert param in body["details"], body["details"]
@@ -125,16 +125,16 @@ def one_job_per_status(pipeline):
 def test_status_filter_returns_exactly_the_statuses_it_names(service_client, one_job_per_status, status, expected):
     body = ok(list_jobs(service_client, {"status": status}))
 
-    assert {row["status"] for row in body["results"]} == expected
+    assert {row["status"] for row in body["jobs"]} == expected
     assert sorted(result_ids(body)) == sorted(one_job_per_status[s] for s in expected)
-    assert body["count"] == len(expected)
+    assert body["total"] == len(expected)
 
 
 def test_list_without_status_returns_every_status(service_client, one_job_per_status):
     body = ok(list_jobs(service_client))
 
-    assert {row["status"] for row in body["results"]} == ALL_STATUSES
-    assert body["count"] == len(ALL_STATUSES)
+    assert {row["status"] for row in body["jobs"]} == ALL_STATUSES
+    assert body["total"] == len(ALL_STATUSES)
 
 
 @pytest.mark.parametrize("status", ["bogus", "running,bogus", "RUNNING"])
@@ -168,9 +168,9 @@ def test_privileged_caller_narrows_the_list_with_user_id(
     everything = ok(list_jobs(client))
     narrowed = ok(list_jobs(client, {"user_id": str(user.pk)}))
 
-    assert everything["count"] == 4
+    assert everything["total"] == 4
     assert sorted(result_ids(narrowed)) == sorted(as_ids(jobs_of_two_users["own"]))
-    assert narrowed["count"] == 2
+    assert narrowed["total"] == 2
 
 
 def test_submitter_sees_only_their_own_jobs(submitter_client, jobs_of_two_users):
@@ -182,8 +182,8 @@ def test_submitter_sees_only_their_own_jobs(submitter_client, jobs_of_two_users)
 def test_submitter_asking_for_another_users_jobs_gets_none(submitter_client, other_user, jobs_of_two_users):
     body = ok(list_jobs(submitter_client, {"user_id": str(other_user.pk)}))
 
-    assert body["results"] == []
-    assert body["count"] == 0
+    assert body["jobs"] == []
+    assert body["total"] == 0
 
 
 def test_submitter_filtering_on_their_own_id_gets_their_jobs(submitter_client, user, jobs_of_two_users):
@@ -208,8 +208,8 @@ def test_pipeline_filter_matches_the_name_exactly(service_client, pipeline):
     body = ok(list_jobs(service_client, {"pipeline": "resize"}))
 
     assert sorted(result_ids(body)) == sorted(as_ids(wanted))
-    assert {row["pipeline"] for row in body["results"]} == {"resize"}
-    assert ok(list_jobs(service_client, {"pipeline": "no-such-pipeline"}))["count"] == 0
+    assert {row["workflow_name"] for row in body["jobs"]} == {"resize"}
+    assert ok(list_jobs(service_client, {"pipeline": "no-such-pipeline"}))["total"] == 0
 
 
 def test_username_filter_matches_exactly(service_client, pipeline):
@@ -306,11 +306,11 @@ def many_jobs(pipeline):
 def test_numeric_limit_results_may_exceed_the_200_page_maximum(service_client, many_jobs):
     body = ok(list_jobs(service_client, {"limit_results": "250"}))
 
-    assert len(body["results"]) == 250
-    assert body["count"] == 260
+    assert len(body["jobs"]) == 250
+    assert body["total"] == 260
     assert body["next"] is not None
     rest = ok(service_client.get(body["next"]))
-    assert len(rest["results"]) == 10
+    assert len(rest["jobs"]) == 10
     assert set(result_ids(rest)).isdisjoint(result_ids(body))
 
 
@@ -318,16 +318,16 @@ def test_numeric_limit_results_overrides_limit(service_client, many_jobs):
     larger = ok(list_jobs(service_client, {"limit_results": "250", "limit": "10"}))
     smaller = ok(list_jobs(service_client, {"limit_results": "3", "limit": "100"}))
 
-    assert len(larger["results"]) == 250
-    assert len(smaller["results"]) == 3
+    assert len(larger["jobs"]) == 250
+    assert len(smaller["jobs"]) == 3
 
 
 @pytest.mark.parametrize(("value", "returned"), [("1", 1), ("500", 260)])
 def test_limit_results_accepts_1_to_500(service_client, many_jobs, value, returned):
     body = ok(list_jobs(service_client, {"limit_results": value}))
 
-    assert len(body["results"]) == returned
-    assert body["count"] == 260
+    assert len(body["jobs"]) == returned
+    assert body["total"] == 260
 
 
 def _now_clear_of_midnight() -> datetime:
@@ -352,7 +352,7 @@ def test_limit_results_today_counts_from_midnight_utc(service_client, pipeline):
     body = ok(list_jobs(service_client, {"limit_results": "Today"}))
 
     assert sorted(result_ids(body)) == sorted(as_ids([early_today, just_now]))
-    assert body["count"] == 2
+    assert body["total"] == 2
 
 
 @pytest.mark.parametrize(("period", "days"), [("7 Days", 7), ("30 Days", 30)])
@@ -367,7 +367,7 @@ def test_limit_results_period_counts_back_from_now(service_client, pipeline, per
     body = ok(list_jobs(service_client, {"limit_results": period}))
 
     assert result_ids(body) == as_ids([recent, inside])
-    assert body["count"] == 2
+    assert body["total"] == 2
 
 
 def test_limit_results_period_keeps_the_default_page_size(service_client, pipeline):
@@ -375,8 +375,8 @@ def test_limit_results_period_keeps_the_default_page_size(service_client, pipeli
 
     body = ok(list_jobs(service_client, {"limit_results": "Today"}))
 
-    assert len(body["results"]) == 50
-    assert body["count"] == 51
+    assert len(body["jobs"]) == 50
+    assert body["total"] == 51
 
 
 @pytest.mark.parametrize("value", ["0", "501", "Yesterday", "-1", "abc", "1.5", "7 days"])
@@ -402,16 +402,16 @@ def test_default_page_is_50(service_client, pipeline):
 
     body = ok(list_jobs(service_client))
 
-    assert len(body["results"]) == 50
-    assert body["count"] == 51
+    assert len(body["jobs"]) == 50
+    assert body["total"] == 51
     assert query_of(body["next"])["offset"] == ["50"]
 
 
 def test_limit_up_to_200_is_served(service_client, many_jobs):
     body = ok(list_jobs(service_client, {"limit": "200"}))
 
-    assert len(body["results"]) == 200
-    assert body["count"] == 260
+    assert len(body["jobs"]) == 200
+    assert body["total"] == 260
 
 
 @pytest.mark.parametrize(
@@ -426,8 +426,8 @@ def test_limit_up_to_200_is_served(service_client, many_jobs):
         ("offset", "abc"),
     ],
 )
-def test_limit_or_offset_out_of_range_is_rejected(service_client, db, param, value):
-    details = assert_rejected(list_jobs(service_client, {param: value}), param)
+def test_limit_or_offset_out_of_range_is_rejected_with_a_422(service_client, db, param, value):
+    details = assert_rejected(list_jobs(service_client, {param: value}), param, status_code=422)
 
     assert repr(value) in " ".join(details[param])
 
@@ -437,8 +437,8 @@ def test_offset_beyond_the_end_returns_no_results_and_the_real_count(service_cli
 
     body = ok(list_jobs(service_client, {"offset": "10"}))
 
-    assert body["results"] == []
-    assert body["count"] == 3
+    assert body["jobs"] == []
+    assert body["total"] == 3
     assert body["next"] is None
 
 
@@ -474,9 +474,9 @@ def test_links_keep_the_filters(service_client, pipeline):
     first = ok(list_jobs(service_client, {"status": "failed", "limit": "2"}))
     second = ok(service_client.get(first["next"]))
 
-    assert first["count"] == 3
+    assert first["total"] == 3
     assert query_of(first["next"])["status"] == ["failed"]
-    assert [row["status"] for row in second["results"]] == ["failed"]
+    assert [row["status"] for row in second["jobs"]] == ["failed"]
     assert second["next"] is None
 
 
@@ -552,11 +552,11 @@ def test_results_carry_exactly_the_job_summary(submitter_client, pipeline, user)
     body = ok(response)
 
     assert set(body) == PAGE_FIELDS
-    [row] = body["results"]
+    [row] = body["jobs"]
     assert set(row) == SUMMARY_FIELDS
     assert "do-not-list" not in response.content.decode()
-    assert row["id"] == str(job.pk)
-    assert row["pipeline"] == "resize"
+    assert row["job_id"] == str(job.pk)
+    assert row["workflow_name"] == "resize"
     assert row["user_id"] == str(user.pk)
     assert (row["status"], row["priority"], row["attempts"], row["duration_ms"]) == ("failed", 4, 2, 1500)
     assert (row["username"], row["action"], row["error_message"]) == ("alice", "resize", "stage resize failed")
@@ -572,8 +572,8 @@ def test_count_is_exact_for_a_small_list(service_client, pipeline):
     everything = ok(list_jobs(service_client))
     failed = ok(list_jobs(service_client, {"status": "failed", "limit": "1"}))
 
-    assert (everything["count"], everything["count_estimated"]) == (5, False)
-    assert (failed["count"], failed["count_estimated"]) == (2, False)
+    assert (everything["total"], everything["total_estimated"]) == (5, False)
+    assert (failed["total"], failed["total_estimated"]) == (2, False)
 
 
 def test_count_past_the_exact_maximum_is_estimated_on_postgresql_only(service_client, pipeline, settings):
@@ -582,13 +582,13 @@ def test_count_past_the_exact_maximum_is_estimated_on_postgresql_only(service_cl
 
     body = ok(list_jobs(service_client))
 
-    assert len(body["results"]) == 8
+    assert len(body["jobs"]) == 8
     if connection.vendor == "postgresql":
-        assert body["count_estimated"] is True
-        assert body["count"] >= 6
+        assert body["total_estimated"] is True
+        assert body["total"] >= 6
     else:
-        assert body["count_estimated"] is False
-        assert body["count"] == 8
+        assert body["total_estimated"] is False
+        assert body["total"] == 8
 
 
 def test_count_of_a_filtered_list_under_the_maximum_stays_exact(service_client, pipeline, settings):
@@ -598,4 +598,20 @@ def test_count_of_a_filtered_list_under_the_maximum_stays_exact(service_client, 
 
     body = ok(list_jobs(service_client, {"status": "failed"}))
 
-    assert (body["count"], body["count_estimated"]) == (2, False)
+    assert (body["total"], body["total_estimated"]) == (2, False)
+
+
+# -- the browsable API ------------------------------------------------------------------
+
+
+def test_the_browsable_api_shows_the_list_and_its_filters(user, pipeline):
+    client = APIClient()
+    client.force_login(user)
+    job = JobFactory(pipeline=pipeline, user_id=user.pk)
+
+    response = client.get(JOBS_URL, HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "filtersModal" in html  # the filter form: the paginator finds the page's jobs
+    assert "&quot;job_id&quot;: &quot;" + str(job.pk) in html

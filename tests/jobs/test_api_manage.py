@@ -90,7 +90,7 @@ def test_batch_creates_valid_items_and_reports_each_invalid_one(service_client, 
     assert [r["status"] for r in results] == [201, 400, 400, 400, 201]
     assert "pipeline" in results[1]["errors"]
     assert "priority" in results[3]["errors"]
-    created = {results[0]["job"]["id"], results[4]["job"]["id"]}
+    created = {results[0]["job"]["job_id"], results[4]["job"]["job_id"]}
     assert set(map(str, Job.objects.values_list("id", flat=True))) == created
 
 
@@ -124,7 +124,7 @@ def test_repeated_idempotency_key_returns_the_first_job(service_client, demo_pip
     second = submit(service_client, body)
     assert (first.status_code, first.json()["duplicate"]) == (201, False)
     assert (second.status_code, second.json()["duplicate"]) == (200, True)
-    assert second.json()["id"] == first.json()["id"]
+    assert second.json()["job_id"] == first.json()["job_id"]
     assert Job.objects.count() == 1
 
 

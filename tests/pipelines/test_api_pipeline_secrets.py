@@ -146,6 +146,7 @@ def test_only_pipelines_read_callers_get_the_config_and_nobody_gets_a_credential
         assert body["config"]["stages"][0]["params"]["body"]["token"] == {"$secret": "UPSTREAM_TOKEN"}
     else:
         assert body == {
+            "id": pipeline.pk,
             "name": "fetch",
             "description": "",
             "version": 1,
@@ -346,8 +347,8 @@ def run_job(pipeline_name, input_data, stub_broker, capture):
             HTTP_X_API_SECRET=settings.JOBSITE_API_SECRET,
         )
     assert response.status_code == 201, response.content
-    job_run(job_id=response.json()["id"])
-    return Job.objects.get(pk=response.json()["id"])
+    job_run(job_id=response.json()["job_id"])
+    return Job.objects.get(pk=response.json()["job_id"])
 
 
 def test_a_secret_header_arrives_resolved_and_its_value_stays_out_of_the_output(

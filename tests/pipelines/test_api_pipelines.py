@@ -77,7 +77,7 @@ def test_config_change_bumps_version_and_submitted_jobs_keep_their_snapshot(oper
     operator.post(URL, {"name": "words", "config": CONFIG}, format="json")
     job_id = service_client.post(
         "/api/v1/jobs/", {"pipeline": "words", "input_data": {"text": "hello"}}, format="json"
-    ).json()["id"]
+    ).json()["job_id"]
 
     new_config = {**CONFIG, "stages": [{"name": "only", "type": "echo"}]}
     response = operator.patch(f"{URL}words/", {"config": new_config}, format="json")
