@@ -21,7 +21,7 @@ def test_the_same_key_with_the_same_submission_returns_the_first_job(service_cli
     again = _post(service_client, body)
 
     assert (first.status_code, again.status_code) == (201, 200)
-    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["job_id"] == first.json()["job_id"]
     assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
     assert Job.objects.count() == 1
 
@@ -34,7 +34,7 @@ def test_the_same_key_with_a_different_submission_is_422_and_changes_nothing(ser
     assert reused.status_code == 422, reused.content
     error = reused.json()
     assert error["error"] == "idempotency_key_reused"
-    assert error["details"] == {"idempotency_key": "order-17", "job_id": first.json()["id"]}
+    assert error["details"] == {"idempotency_key": "order-17", "job_id": first.json()["job_id"]}
     assert Job.objects.count() == 1
     assert Job.objects.get().input_data == {"n": 1}
     # A priority or a username differing is another submission too.
@@ -57,7 +57,7 @@ def test_an_empty_idempotency_key_header_means_no_key(service_client, demo_pipel
     second = _post(service_client, body, HTTP_IDEMPOTENCY_KEY="  ")
 
     assert (first.status_code, second.status_code) == (201, 201)
-    assert first.json()["id"] != second.json()["id"]
+    assert first.json()["job_id"] != second.json()["job_id"]
     assert set(Job.objects.values_list("idempotency_key", flat=True)) == {None}
 
 
@@ -81,6 +81,6 @@ def test_in_a_batch_only_the_item_reusing_a_key_for_another_submission_fails(ser
 
     results = response.json()["results"]
     assert [item["status"] for item in results] == [422, 200, 201]
-    assert results[0]["errors"]["job_id"] == first["id"]
-    assert results[1]["job"]["id"] == first["id"]
+    assert results[0]["errors"]["job_id"] == first["job_id"]
+    assert results[1]["job"]["job_id"] == first["job_id"]
     assert Job.objects.count() == 2

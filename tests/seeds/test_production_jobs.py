@@ -258,7 +258,10 @@ def test_a_bad_date_is_a_400(auditor, audit_rows):
 # -- only health is public ---------------------------------------------------------------------------
 
 
-def test_health_queue_is_public(db):
+def test_health_queue_is_public_and_its_detail_is_too_when_configured_so(db, settings):
+    assert APIClient().get("/health/queue").json() == {"status": "ok"}  # up/down only, by default
+
+    settings.HEALTH_DETAIL_PUBLIC = True
     response = APIClient().get("/health/queue")
 
     assert response.status_code == 200
