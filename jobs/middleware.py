@@ -89,8 +89,25 @@ class JobHeartbeat(Middleware):
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
+    def before_worker_boot(self, broker, worker):
+        # Registered before the first message is taken: recovery can always tell this
+        # process's jobs from those of a process it never heard of.
+        from django.db import connection
+
+        from jobs.workers import worker_beat
+
+        try:
+            worker_beat(queues=self._queues(broker), threads=getattr(worker, "worker_threads", 0))
+        except Exception:
+            logger.exception("Could not register the worker")
+        finally:
+            connection.close()
+
+    def _queues(self, broker) -> list[str]:
+        return sorted(q for q in broker.get_declared_queues() if not q.endswith(".DQ"))
+
     def after_worker_boot(self, broker, worker):
-        self.queues = sorted(q for q in broker.get_declared_queues() if not q.endswith(".DQ"))
+        self.queues = self._queues(broker)
         self.threads = getattr(worker, "worker_threads", 0)
         self.stopping.clear()
         self.thread = threading.Thread(target=self._run, name="jobsite-heartbeat", daemon=True)

@@ -93,6 +93,10 @@ def _abandoned_reason(job: Job, now: datetime, stuck_timeout: timedelta, workers
         return f"worker gone: {worker.worker_id} silent for {_seconds(now - worker.last_seen_at)}"
     if age > stuck_timeout:
         return f"heartbeat {_seconds(age)} old"
+    if worker is None and age > dead_after:
+        # Workers register before taking work and beat for their jobs: a holder never
+        # heard of, silent as long as a dead worker, is gone.
+        return f"worker gone: {_owner(job)} unknown, heartbeat {_seconds(age)} old"
     return None
 
 

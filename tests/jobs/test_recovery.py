@@ -77,6 +77,19 @@ def test_a_live_job_is_left_alone(db, sent):
     assert job.status == JobStatus.PROCESSING
 
 
+def test_a_job_held_by_a_worker_never_registered_is_recovered_once_silent_as_long_as_a_dead_one(db, sent, settings):
+    settings.WORKER_DEAD_AFTER_SECONDS = 30
+    recent = _held(worker="host:9:new", beat=_ago(seconds=5))
+    silent = _held(worker="host:9:gone", beat=_ago(seconds=45))
+
+    actions = _recover()
+
+    assert set(actions) == {str(silent.pk)}
+    assert actions[str(silent.pk)].reason == "worker gone: host:9:gone unknown, heartbeat 45 s old"
+    recent.refresh_from_db()
+    assert recent.status == JobStatus.PROCESSING
+
+
 def test_stale_heartbeat_requeues_and_keeps_completed_stages(db, sent, django_capture_on_commit_callbacks):
     job = _held(beat=_ago(minutes=16))
     done = StageRun.objects.create(job=job, index=0, name="a", stage_type="echo", started_at=_ago(minutes=17),
@@ -333,3 +346,14 @@ def test_hand_back_does_nothing_outside_a_stage():
     from pipelines.deadline import InterruptibleStage
 
     assert InterruptibleStage.hand_back_all() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_registers_before_it_takes_any_message():
+    broker = dramatiq.get_broker()
+    worker = dramatiq.Worker(broker, worker_threads=3)
+
+    JobHeartbeat(interval=60).before_worker_boot(broker, worker)
+
+    registered = WorkerProcess.objects.get(worker_id=process_id())
+    assert registered.threads == 3 and registered.stopped_at is None
