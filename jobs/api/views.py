@@ -18,6 +18,7 @@ from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
 from jobsite.api.views import GenericViewSet
 from jobsite.broker.depth import broker_queue_depths
+from webhooks.api.views import JOB_DELIVERIES_SCHEMA, job_deliveries_response
 
 from .. import selectors, services
 from ..filters import JobFilter
@@ -114,6 +115,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         "cancel": "jobs.cancel_job",
         "destroy": "jobs.cancel_job",
         "retry": "jobs.retry_job",
+        "deliveries": "webhooks.view_webhookdelivery",
     }
 
     def get_queryset(self):
@@ -317,6 +319,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
             except BrokerConnectionError:
                 logger.warning("Broker unreachable while computing queue depths", exc_info=True)
         return Response(data)
+
+    @extend_schema(**JOB_DELIVERIES_SCHEMA)
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk=None):
+        return job_deliveries_response(self, self.get_object())
 
     # -- managing -------------------------------------------------------------------
 

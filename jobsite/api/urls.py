@@ -7,6 +7,7 @@ from accounts.api.views import ApiKeyViewSet, LoginView, RefreshView
 from audit.api.views import AuditLogViewSet
 from jobs.api.views import JobViewSet
 from pipelines.api.views import PipelineViewSet, StageTypeViewSet
+from webhooks.api.views import WebhookDeliveryViewSet, WebhookSubscriptionViewSet
 
 router = DefaultRouter()
 router.register("auth/api-keys", ApiKeyViewSet, basename="api-key")
@@ -14,6 +15,8 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("audit/logs", AuditLogViewSet, basename="audit-log")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("stages", StageTypeViewSet, basename="stage-type")
+router.register("webhooks/deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("webhooks", WebhookSubscriptionViewSet, basename="webhook")
 
 urlpatterns = [
     path("auth/login/", LoginView.as_view(), name="auth-login"),
