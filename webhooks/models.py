@@ -45,6 +45,7 @@ class WebhookSubscription(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="webhook_subscriptions",
+        db_index=False,  # the indexes below lead with it
         help_text="The owner; empty for the service principal's subscriptions.",
     )
     url = models.URLField(max_length=2000)
