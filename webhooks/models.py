@@ -169,6 +169,15 @@ class WebhookDelivery(models.Model):
         return self.subscription_id is None
 
 
+class FailedWebhookDelivery(WebhookDelivery):
+    """Deliveries retrying or dead: the admin's view of what needs an operator."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "failed webhook delivery"
+        verbose_name_plural = "failed webhook deliveries"
+
+
 class WebhookAttempt(models.Model):
     """One HTTP request of a delivery and how the receiver answered."""
 
