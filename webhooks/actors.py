@@ -32,9 +32,9 @@ def _attempt_time_limit_ms() -> int:
     max_backoff=30_000,
 )
 def webhooks_dispatch(event_ids: list[str]) -> None:
-    """Turn committed job events into deliveries (one per receiver) and send their first attempts."""
+    """Turn committed job events into deliveries (one per receiver) and make or send their first attempts."""
     with audit_context(AuditContext(source="system", name="webhooks")):
-        services.webhook_events_dispatch(event_ids=event_ids)
+        services.webhook_events_dispatch(event_ids=event_ids, attempt_first=True)
 
 
 @dramatiq.actor(

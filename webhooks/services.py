@@ -273,14 +273,19 @@ def webhook_events_hand_over(*, event_ids: list) -> bool:
     return True
 
 
-def webhook_events_dispatch(*, event_ids: list) -> list[uuid.UUID]:
+def webhook_events_dispatch(*, event_ids: list, attempt_first: bool = False) -> list[uuid.UUID]:
     """Turn undispatched events into one delivery per receiver, mark them dispatched; return the deliveries' ids.
 
     Safe to run twice and concurrently: events are taken with SKIP LOCKED and
     only while undispatched, and a delivery is unique per event and receiver.
     Payloads are built here, once per event, from the event and its job.
+    Each delivery's first attempt is a `webhooks_deliver` message sent after
+    the commit; with `attempt_first` (the dispatcher actor), the first
+    delivery's is made here instead, saving the common single-receiver event
+    a trip through the broker, while the others go out in parallel.
     """
     now = timezone.now()
+    lease = _lease(now) if attempt_first else None
     with transaction.atomic():
         events = JobEvent.objects.filter(pk__in=event_ids, notify=True, dispatched_at__isnull=True)
         if connection.features.has_select_for_update_skip_locked:
@@ -288,7 +293,8 @@ def webhook_events_dispatch(*, event_ids: list) -> list[uuid.UUID]:
         events = list(events.select_related("job", "job__pipeline").only(*EVENT_JOB_FIELDS).order_by("created_at"))
         if not events:
             return []
-        subscriptions = list(candidate_subscriptions(event.job.user_id for event in events))
+        # Whole rows: the first attempt may be made here, with the secrets.
+        subscriptions = list(candidate_subscriptions(event.job.user_id for event in events).defer(None))
         deliveries = []
         for event in events:
             payload = None
@@ -311,12 +317,16 @@ def webhook_events_dispatch(*, event_ids: list) -> list[uuid.UUID]:
                         payload=payload,
                         max_attempts=len(settings.WEBHOOK_RETRY_SCHEDULE_SECONDS),
                         next_attempt_at=now,
+                        locked_until=lease if not deliveries else None,
                     )
                 )
         WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
         JobEvent.objects.filter(pk__in=[event.pk for event in events]).update(dispatched_at=now)
         ids = [delivery.id for delivery in deliveries]
-        transaction.on_commit(lambda: _send_attempts(ids))
+        sent = ids[1:] if lease else ids
+        transaction.on_commit(lambda: _send_attempts(sent))
+    if lease and deliveries:
+        _attempt(deliveries[0], lease)
     return ids
 
 
@@ -443,7 +453,7 @@ def _record_attempt(delivery, result, *, url: str, started_at: datetime, lease: 
             response_excerpt=result.excerpt,
         )
         if delivery.subscription_id and delivery.event_type != WebhookEventType.TEST:
-            _subscription_health(delivery.subscription_id, succeeded=result.succeeded, at=started_at)
+            _subscription_health(delivery.subscription, succeeded=result.succeeded, at=started_at)
     logger.info(
         "Webhook delivery %s (%s) attempt %d: %s%s -> %s.",
         delivery.pk,
@@ -460,11 +470,13 @@ def _record_attempt(delivery, result, *, url: str, started_at: datetime, lease: 
     return status
 
 
-def _subscription_health(subscription_id, *, succeeded: bool, at: datetime) -> None:
+def _subscription_health(subscription: Subscription, *, succeeded: bool, at: datetime) -> None:
     """Track a subscription's run of failures; disable it once they have lasted WEBHOOK_DISABLE_AFTER."""
+    subscription_id = subscription.pk
     subscriptions = Subscription.objects.filter(pk=subscription_id)
     if succeeded:
-        subscriptions.filter(failing_since__isnull=False).update(failing_since=None)
+        if subscription.failing_since is not None:  # as read with the delivery: nothing to clear otherwise
+            subscriptions.filter(failing_since__isnull=False).update(failing_since=None)
         return
     subscriptions.filter(failing_since__isnull=True).update(failing_since=at)
     since = subscriptions.values_list("failing_since", flat=True).first()

@@ -63,6 +63,30 @@ def test_an_event_goes_to_its_owners_subscriptions_every_job_ones_and_the_jobs_c
     assert [m.actor_name for m in queued(stub_broker, "webhooks")] == ["webhooks_deliver"] * 3
 
 
+def test_the_dispatcher_makes_the_first_attempt_itself_and_sends_the_others(
+    user,
+    operator_user,
+    httpserver,
+    receiver_url,
+    stub_broker,
+    django_capture_on_commit_callbacks,
+    django_assert_max_num_queries,
+):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    webhook_subscription_for(user, receiver_url, ["job.completed"])
+    webhook_subscription_for(operator_user, receiver_url, ["job.completed"], all_jobs=True)
+    event = event_for(echo_job(user=user))
+
+    with django_capture_on_commit_callbacks(execute=True), django_assert_max_num_queries(12):
+        ids = services.webhook_events_dispatch(event_ids=[event.pk], attempt_first=True)
+
+    statuses = dict(WebhookDelivery.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert sorted(statuses.values()) == ["pending", "succeeded"]
+    assert len(received(httpserver)) == 1
+    (message,) = queued(stub_broker, "webhooks")
+    assert message.args == (str(next(pk for pk, status in statuses.items() if status == "pending")),)
+
+
 def test_the_jobs_callback_receives_only_terminal_events(user, receiver_url, django_capture_on_commit_callbacks):
     job = echo_job(user=user, webhook_url=receiver_url)
 
