@@ -405,6 +405,9 @@ def _attempt(delivery: WebhookDelivery, lease: datetime) -> str | None:
     except _Undeliverable as exc:
         url = delivery.url
         result = transport.AttemptResult("disabled", None, str(exc), "", 0)
+    except ValueError as exc:  # a secret no configured key decrypts: fix WEBHOOK_SECRET_KEYS, then redeliver
+        url = delivery.url
+        result = transport.AttemptResult("error", None, str(exc), "", 0)
     else:
         body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False)
         headers = signed_headers(msg_id=str(delivery.event_id), body=body, secrets=secrets, at=started_at)

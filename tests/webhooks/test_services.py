@@ -505,3 +505,24 @@ def test_an_event_whose_hand_over_fails_stays_for_the_sweep(user, receiver_url, 
     event.refresh_from_db()
     assert event.dispatched_at is None
     assert "the sweep will" in caplog.text
+
+
+def test_a_secret_no_key_decrypts_fails_the_attempt_until_the_keys_are_fixed(
+    settings, user, httpserver, receiver_url, django_capture_on_commit_callbacks
+):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    old_key = "Zm9yLXRlc3RzLW9ubHktYS1mZXJuZXQta2V5LTEyMzQ="
+    new_key = "YW5vdGhlci10ZXN0LW9ubHktZmVybmV0LWtleS01Njc="
+    settings.WEBHOOK_SECRET_KEYS = [old_key]
+    subscription = webhook_subscription_for(user, receiver_url, ["job.completed"])
+    (delivery,) = dispatch(event_for(echo_job(user=user)), django_capture_on_commit_callbacks)
+
+    settings.WEBHOOK_SECRET_KEYS = [new_key]
+    assert services.webhook_delivery_attempt(delivery_id=delivery.pk) == "failed"
+    assert "decrypts" in WebhookDelivery.objects.get(pk=delivery.pk).last_error
+    assert received(httpserver) == []
+
+    settings.WEBHOOK_SECRET_KEYS = [new_key, old_key]  # a new key first, the old one still decrypting
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    assert services.webhook_delivery_attempt(delivery_id=delivery.pk) == "succeeded"
+    verified(received(httpserver)[0], subscription.plain_secret)
