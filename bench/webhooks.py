@@ -58,7 +58,8 @@ DEFAULT_SCHEDULE = "0,2,5,10,20,40,60,120"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
     parser.add_argument("--producers", type=int, default=4, help="threads writing the events (default 4)")
     parser.add_argument("--scenario", choices=["healthy", "down", "both"], default="both")
     parser.add_argument("--down-seconds", type=float, default=60)
@@ -149,9 +150,19 @@ def free_port() -> int:
 
 
 class Worker:
-    def __init__(self, threads: int):
+    def __init__(self, processes: int, threads: int):
         self.log = tempfile.NamedTemporaryFile(prefix="bench-webhooks-", suffix=".log", delete=False)  # noqa: SIM115
-        command = [sys.executable, "manage.py", "rundramatiq", "-p", "1", "-t", str(threads), "-Q", "webhooks"]
+        command = [
+            sys.executable,
+            "manage.py",
+            "rundramatiq",
+            "-p",
+            str(processes),
+            "-t",
+            str(threads),
+            "-Q",
+            "webhooks",
+        ]
         self.proc = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -224,12 +235,15 @@ def run_scenario(name: str, args, tag: str) -> dict:
     receiver = Receiver(port, secret)
     if name == "healthy":
         receiver.start()
-    worker = Worker(args.threads)
+    worker = Worker(args.processes, args.threads)
     time.sleep(3)  # let the worker boot
     worker.check()
     came_back = None
     try:
         started = time.time()
+        if name == "down":  # nothing listens on the port until then
+            back = threading.Timer(args.down_seconds, receiver.start)
+            back.start()
 
         def produce(share):
             try:
@@ -255,10 +269,9 @@ def run_scenario(name: str, args, tag: str) -> dict:
         deadline = time.monotonic() + args.timeout
         last_print = time.monotonic()
         while receiver.count() < args.events:
-            if name == "down" and came_back is None and time.time() - started >= args.down_seconds:
-                receiver.start()
+            if name == "down" and came_back is None and receiver.server is not None:
                 came_back = time.time()
-                print(f"  {name}: the receiver is back after {came_back - started:.0f} s", flush=True)
+                print(f"  {name}: the receiver is back ({came_back - started:.0f} s after the first event)", flush=True)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {receiver.count()} of {args.events} arrived in {args.timeout:.0f} s")
             if time.monotonic() - last_print > 10:
@@ -289,6 +302,8 @@ def run_scenario(name: str, args, tag: str) -> dict:
             "attempts": subscription.deliveries.aggregate(n=Sum("attempts"))["n"],
         }
     finally:
+        if name == "down":
+            back.cancel()
         worker.stop()
         receiver.stop()
         cleanup(user, subscription, jobs)
@@ -381,7 +396,7 @@ def main() -> int:
     load = os.getloadavg()
     print(
         f"bench/webhooks: {args.events} events from {args.producers} producers, "
-        f"worker 1 process x {args.threads} threads, "
+        f"worker {args.processes} process(es) x {args.threads} threads, "
         f"database {connection.vendor}, broker {os.environ.get('DRAMATIQ_BROKER_URL', 'db')}, "
         f"schedule {args.schedule} s, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
