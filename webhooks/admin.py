@@ -32,6 +32,13 @@ class SubscriptionForm(forms.ModelForm):
             raise ValidationError(exc.errors["url"]) from None
         return self.cleaned_data["url"]
 
+    def clean_all_jobs(self):
+        try:
+            services.webhook_all_jobs_check(self.instance.user, self.cleaned_data["all_jobs"])
+        except services.WebhookInputError as exc:
+            raise ValidationError(exc.errors["all_jobs"]) from None
+        return self.cleaned_data["all_jobs"]
+
     def clean_events(self):
         try:
             return services.webhook_events_check(self.cleaned_data["events"])

@@ -108,6 +108,18 @@ def webhook_events_check(events) -> list[str]:
     return list(dict.fromkeys(events))
 
 
+def webhook_all_jobs_check(owner, all_jobs: bool) -> None:
+    """Only the service's and operators' subscriptions may receive every job's events, whoever sets the flag.
+
+    An operator editing a submitter's subscription must not make it receive
+    other users' jobs.
+    """
+    if all_jobs and owner is not None and not owner.has_perm("webhooks.manage_all_webhooks"):
+        raise WebhookInputError(
+            {"all_jobs": ["Only subscriptions owned by operators or the service may receive every job's events."]}
+        )
+
+
 def webhook_subscription_create(
     *,
     owner,
@@ -125,6 +137,7 @@ def webhook_subscription_create(
     """
     webhook_url_check(url)
     events = webhook_events_check(events)
+    webhook_all_jobs_check(owner, all_jobs)
     if secret:
         try:
             secret_check(secret)
@@ -172,6 +185,7 @@ def webhook_subscription_update(*, subscription: Subscription, **changes) -> Sub
         current = Subscription.objects.select_for_update().get(pk=subscription.pk)
         if current.user_id is None:
             changes.pop("all_jobs", None)  # the service's subscriptions receive every job's events
+        webhook_all_jobs_check(current.user, changes.get("all_jobs", False))
         changed = {name: value for name, value in changes.items() if getattr(current, name) != value}
         for name, value in changed.items():
             setattr(current, name, value)

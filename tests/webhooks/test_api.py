@@ -145,6 +145,16 @@ def test_only_operators_and_the_service_subscribe_to_every_job(alice, operator_u
     assert (service.json()["all_jobs"], service.json()["user_id"]) == (True, None)
 
 
+def test_an_operator_cannot_make_a_submitters_subscription_receive_every_job(alice, operator_user, receiver_url):
+    sub = create(alice, receiver_url).json()
+
+    response = client_for(operator_user).patch(BASE + f"{sub['id']}/", {"all_jobs": True}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["all_jobs"]
+    assert WebhookSubscription.objects.get(pk=sub["id"]).all_jobs is False
+
+
 def test_create_is_audited_without_the_secret(alice, receiver_url):
     body = create(alice, receiver_url).json()
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from jobs.events import job_events_rows, listens, notify_sql
 from jobs.models import JobEvent, JobEventType, JobStatus
 from jobs.run import job_run
+from tests.conftest import grant_role
 from tests.credentials import webhook_subscription_for
 from tests.factories import JobFactory, PipelineFactory, UserFactory
 from webhooks.models import WebhookSubscription
@@ -51,7 +52,11 @@ WORLDS = {
 
 @pytest.fixture
 def people(db):
-    return {"owner": UserFactory(username="owner"), "other": UserFactory(username="other"), "operator": UserFactory()}
+    return {
+        "owner": UserFactory(username="owner"),
+        "other": UserFactory(username="other"),
+        "operator": grant_role(UserFactory(), "operator"),
+    }
 
 
 def _build(world, people):
