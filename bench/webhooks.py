@@ -61,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--threads", type=int, default=8, help="worker threads per process (default 8)")
     parser.add_argument("--producers", type=int, default=4, help="threads writing the events (default 4)")
+    parser.add_argument("--rate", type=float, default=0, help="events per second in all (default 0: a burst)")
     parser.add_argument("--scenario", choices=["healthy", "down", "both"], default="both")
     parser.add_argument("--down-seconds", type=float, default=60)
     parser.add_argument("--schedule", default=DEFAULT_SCHEDULE, help=f"retry delays in seconds ({DEFAULT_SCHEDULE})")
@@ -241,13 +242,22 @@ def run_scenario(name: str, args, tag: str) -> dict:
     came_back = None
     try:
         started = time.time()
+        back_at: list[float] = []
         if name == "down":  # nothing listens on the port until then
-            back = threading.Timer(args.down_seconds, receiver.start)
+
+            def come_back():
+                receiver.start()
+                back_at.append(time.time())
+
+            back = threading.Timer(args.down_seconds, come_back)
             back.start()
 
         def produce(share):
+            interval = args.producers / args.rate if args.rate else 0
             try:
-                for job in share:
+                for n, job in enumerate(share):
+                    if interval and (wait := started + n * interval - time.time()) > 0:
+                        time.sleep(wait)
                     with transaction.atomic():
                         job_event_record(
                             job_id=job.pk,
@@ -269,9 +279,9 @@ def run_scenario(name: str, args, tag: str) -> dict:
         deadline = time.monotonic() + args.timeout
         last_print = time.monotonic()
         while receiver.count() < args.events:
-            if name == "down" and came_back is None and receiver.server is not None:
-                came_back = time.time()
-                print(f"  {name}: the receiver is back ({came_back - started:.0f} s after the first event)", flush=True)
+            if name == "down" and came_back is None and back_at:
+                came_back = back_at[0]
+                print(f"  {name}: the receiver came back {came_back - started:.0f} s after the first event", flush=True)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {receiver.count()} of {args.events} arrived in {args.timeout:.0f} s")
             if time.monotonic() - last_print > 10:
@@ -296,6 +306,8 @@ def run_scenario(name: str, args, tag: str) -> dict:
             "duplicates": duplicates,
             "bad_signatures": receiver.bad_signatures,
             "deliveries_per_s": args.events / (last_arrival - first_event),
+            "written_per_s": args.events / produced,
+            "min_s": min(latencies),
             "p50_s": statistics.median(latencies),
             "p95_s": percentile(latencies, 0.95),
             "max_s": max(latencies),
@@ -395,7 +407,8 @@ def main() -> int:
 
     load = os.getloadavg()
     print(
-        f"bench/webhooks: {args.events} events from {args.producers} producers, "
+        f"bench/webhooks: {args.events} events from {args.producers} producers "
+        f"({f'{args.rate:g}/s' if args.rate else 'a burst'}), "
         f"worker {args.processes} process(es) x {args.threads} threads, "
         f"database {connection.vendor}, broker {os.environ.get('DRAMATIQ_BROKER_URL', 'db')}, "
         f"schedule {args.schedule} s, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
@@ -409,8 +422,10 @@ def main() -> int:
     for r in results:
         print(
             f"{r['scenario']:>8}: {r['arrived']}/{r['events']} arrived, {r['deliveries_per_s']:.0f} deliveries/s, "
-            f"state change -> receiver p50 {r['p50_s'] * 1000:.0f} ms, p95 {r['p95_s'] * 1000:.0f} ms, "
-            f"max {r['max_s']:.1f} s; {r['attempts']} attempts; duplicates after success: {r['duplicates']}; "
+            f"events written at {r['written_per_s']:.0f}/s, "
+            f"state change -> receiver min {r['min_s'] * 1000:.0f} ms, p50 {r['p50_s'] * 1000:.0f} ms, "
+            f"p95 {r['p95_s'] * 1000:.0f} ms, max {r['max_s']:.1f} s; {r['attempts']} attempts; "
+            f"duplicates after success: {r['duplicates']}; "
             f"bad signatures: {r['bad_signatures']}"
         )
     if args.hot_path:
