@@ -192,6 +192,18 @@ class Worker:
         os.unlink(self.log.name)
 
 
+def wait_until_ready(worker: Worker, launched: datetime, timeout: float = 120) -> None:
+    """Wait for the worker's first heartbeat (it records itself once its threads run)."""
+    from jobs.models import WorkerProcess
+
+    deadline = time.monotonic() + timeout
+    while not WorkerProcess.objects.filter(started_at__gte=launched, stopped_at__isnull=True).exists():
+        worker.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not start within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 # -- one scenario -------------------------------------------------------------------------
 
 
@@ -236,9 +248,9 @@ def run_scenario(name: str, args, tag: str) -> dict:
     receiver = Receiver(port, secret)
     if name == "healthy":
         receiver.start()
+    launched = datetime.now(UTC)
     worker = Worker(args.processes, args.threads)
-    time.sleep(3)  # let the worker boot
-    worker.check()
+    wait_until_ready(worker, launched)
     came_back = None
     try:
         started = time.time()
