@@ -17,6 +17,18 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     "auditor": ["audit.view_auditlog"],
 }
 
+# Webhooks: submitters manage their own subscriptions and see their deliveries; operators everyone's.
+WEBHOOK_PERMISSIONS = [
+    "webhooks.view_webhooksubscription",
+    "webhooks.add_webhooksubscription",
+    "webhooks.change_webhooksubscription",
+    "webhooks.delete_webhooksubscription",
+    "webhooks.view_webhookdelivery",
+    "webhooks.redeliver_webhookdelivery",
+]
+ROLE_PERMISSIONS["submitter"] += WEBHOOK_PERMISSIONS
+ROLE_PERMISSIONS["operator"] += [*WEBHOOK_PERMISSIONS, "webhooks.manage_all_webhooks"]
+
 
 def sync_role_permissions(apps, roles: dict[str, list[str]]) -> None:
     """Create the groups and grant them their permissions (used by data migrations)."""

@@ -7,11 +7,23 @@ SCOPE_PERMISSIONS: dict[str, frozenset[str]] = {
     "jobs:retry": frozenset({"jobs.retry_job"}),
     "pipelines:read": frozenset({"pipelines.view_pipeline"}),  # full configs; the outline needs no scope
     "pipelines:write": frozenset({"pipelines.add_pipeline", "pipelines.change_pipeline", "pipelines.delete_pipeline"}),
-    "webhooks:manage": frozenset(
-        {"webhooks.add_subscription", "webhooks.change_subscription", "webhooks.delete_subscription"}
+    "webhooks:read": frozenset(
+        {"webhooks.view_webhooksubscription", "webhooks.view_webhookdelivery", "webhooks.manage_all_webhooks"}
+    ),
+    "webhooks:write": frozenset(
+        {
+            "webhooks.add_webhooksubscription",
+            "webhooks.change_webhooksubscription",
+            "webhooks.delete_webhooksubscription",
+            "webhooks.redeliver_webhookdelivery",
+            "webhooks.manage_all_webhooks",
+        }
     ),
     "audit:read": frozenset({"audit.view_auditlog"}),
 }
+
+# The name keys were given before webhooks:read and webhooks:write: both.
+SCOPE_PERMISSIONS["webhooks:manage"] = SCOPE_PERMISSIONS["webhooks:read"] | SCOPE_PERMISSIONS["webhooks:write"]
 
 SCOPES = tuple(SCOPE_PERMISSIONS)
 

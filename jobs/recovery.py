@@ -171,7 +171,13 @@ def _take_back(job: Job, action: str, reason: str, now: datetime) -> bool:
         current.locked_at = None
         if action == "cancel":
             current.status, current.completed_at = JobStatus.CANCELLED, now
-            job_event_record(job_id=current.pk, event_type=JobEventType.CANCELLED, at=now, webhook_url=job.webhook_url)
+            job_event_record(
+                job_id=current.pk,
+                event_type=JobEventType.CANCELLED,
+                at=now,
+                webhook_url=job.webhook_url,
+                user_id=current.user_id,
+            )
         elif action == "fail":
             current.status, current.completed_at = JobStatus.FAILED, now
             current.error_message = f"Worker lost: {reason}"
@@ -180,6 +186,7 @@ def _take_back(job: Job, action: str, reason: str, now: datetime) -> bool:
                 event_type=JobEventType.FAILED,
                 at=now,
                 webhook_url=job.webhook_url,
+                user_id=current.user_id,
                 data={"attempt": job.attempts, "error": current.error_message},
             )
         else:

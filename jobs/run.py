@@ -72,6 +72,7 @@ class ClaimedJob:
     debug_mode: bool
     webhook_url: str
     request_id: str
+    user_id: uuid.UUID | None
     worker: str
 
     @property
@@ -398,7 +399,8 @@ WITH j AS (
  RETURNING notify
 )
 SELECT j.id, p.name, j.pipeline_version, j.pipeline_config, j.input_data, j.attempts, j.max_attempts, j.priority,
-       j.checkpoints_since, j.started_at, j.debug_mode, j.webhook_url, j.request_id, (SELECT notify FROM event)
+       j.checkpoints_since, j.started_at, j.debug_mode, j.webhook_url, j.request_id, j.user_id,
+       (SELECT notify FROM event)
   FROM j JOIN pipelines_pipeline p ON p.id = j.pipeline_id
 """
 
@@ -416,6 +418,7 @@ CLAIM_FIELDS = (
     "debug_mode",
     "webhook_url",
     "request_id",
+    "user_id",
 )
 
 
@@ -476,6 +479,7 @@ def _claim_orm(job_id: str, worker: str, now: datetime) -> list | None:
             event_type=JobEventType.STARTED,
             at=now,
             webhook_url=row[11],
+            user_id=row[13],
             data={"attempt": row[5], "worker": worker},
         )
     return row
@@ -547,7 +551,14 @@ def _transition(
         if result is not None:
             JobResult.objects.update_or_create(job_id=job.id, defaults=_result_fields(job, result, now))
         if event is not None:
-            job_event_record(job_id=job.id, event_type=event[0], at=now, webhook_url=job.webhook_url, data=event[1])
+            job_event_record(
+                job_id=job.id,
+                event_type=event[0],
+                at=now,
+                webhook_url=job.webhook_url,
+                user_id=job.user_id,
+                data=event[1],
+            )
         status = changes.get("status") or Job.objects.filter(pk=job.id).values_list("status", flat=True).get()
     return True, status
 

@@ -491,7 +491,13 @@ def job_cancel(*, job_id: uuid.UUID) -> Job:
         if job.status in WAITING_STATUSES:
             job.status = JobStatus.CANCELLED
             job.completed_at = now
-            job_event_record(job_id=job.pk, event_type=JobEventType.CANCELLED, at=now, webhook_url=job.webhook_url)
+            job_event_record(
+                job_id=job.pk,
+                event_type=JobEventType.CANCELLED,
+                at=now,
+                webhook_url=job.webhook_url,
+                user_id=job.user_id,
+            )
         elif job.status == JobStatus.PROCESSING:
             job.status = JobStatus.CANCELLING
         elif job.status != JobStatus.CANCELLING:

@@ -133,8 +133,9 @@ def safe_request(
     url: str,
     *,
     allow_private: bool | None = None,
-    timeout: float = 10,
+    timeout: float | tuple[float, float] = 10,
     max_bytes: int = 10 * 1024 * 1024,
+    truncate: bool = False,
     **kwargs,
 ) -> requests.Response:
     """Send one request to `url` after :func:`check_url`; return the response with its body read.
@@ -142,7 +143,9 @@ def safe_request(
     Redirects are not followed (the response is returned as it is): following
     one would reach a URL nobody checked. `timeout` bounds each wait on the server and
     the whole body download, so a server trickling bytes cannot hold a worker.
-    A body over `max_bytes` (after decompression) raises ValueError.
+    A body over `max_bytes` (after decompression) raises ValueError, or with
+    `truncate` is cut there (the rest is never read). `timeout` may be a
+    `(connect, read)` pair; the body download is bounded by their sum.
     Environment proxies and `.netrc` are ignored: credentials from the server's
     environment must not go to a URL a user chose. Other keyword arguments go to
     :meth:`requests.Session.request`.
@@ -150,7 +153,7 @@ def safe_request(
     if allow_private is None:
         allow_private = settings.ALLOW_PRIVATE_NETWORK_URLS
     check_url(url, allow_private=allow_private)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (sum(timeout) if isinstance(timeout, tuple) else timeout)
     with requests.Session() as session:
         session.trust_env = False
         if not allow_private:
@@ -159,12 +162,15 @@ def safe_request(
         response = session.request(method, url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
         with response:
             declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            if not truncate and declared.isdigit() and int(declared) > max_bytes:
                 raise ValueError(f"The response body ({declared} bytes) is larger than the {max_bytes}-byte limit.")
             body = bytearray()
-            for chunk in response.iter_content(chunk_size=64 * 1024):
+            for chunk in response.iter_content(chunk_size=min(64 * 1024, max_bytes + 1)):
                 body += chunk
                 if len(body) > max_bytes:
+                    if truncate:
+                        del body[max_bytes:]
+                        break
                     raise ValueError(f"The response body is larger than the {max_bytes}-byte limit.")
                 if time.monotonic() > deadline:
                     raise requests.ReadTimeout(f"The response body took longer than {timeout} s to arrive.")

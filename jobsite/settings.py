@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "pipelines",
     "jobs",
     "audit",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -404,6 +405,52 @@ JOB_RUN_SINGLE_STATEMENT = env.bool("JOB_RUN_SINGLE_STATEMENT", default=True)
 WORKER_CONN_CHECK_IDLE_SECONDS = env.int("WORKER_CONN_CHECK_IDLE_SECONDS", default=30)
 # An idle worker looks for new messages this often on brokers that cannot wake it (Redis, RabbitMQ).
 WORKER_IDLE_POLL_MS = env.int("WORKER_IDLE_POLL_MS", default=50)
+
+# --- Webhooks ------------------------------------------------------------------
+
+
+def _duration(text: str) -> timedelta:
+    """`5d`, `12h`, `30m` or `45s` (a number alone is seconds)."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    text = text.strip()
+    unit = units.get(text[-1:]) if text[-1:].isalpha() else "seconds"
+    if unit is None:
+        raise ImproperlyConfigured(f"Not a duration: {text!r} (use 5d, 12h, 30m or 45s).")
+    try:
+        return timedelta(**{unit: float(text[:-1] if text[-1:].isalpha() else text)})
+    except ValueError:
+        raise ImproperlyConfigured(f"Not a duration: {text!r} (use 5d, 12h, 30m or 45s).") from None
+
+
+# Fernet keys (urlsafe base64, 32 bytes) that encrypt subscription secrets at rest, newest first:
+# the first encrypts, all decrypt (rotation). Empty: one key derived from SECRET_KEY.
+WEBHOOK_SECRET_KEYS = env.list("WEBHOOK_SECRET_KEYS", default=[])
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_READ_TIMEOUT_SECONDS = env.float("WEBHOOK_READ_TIMEOUT_SECONDS", default=10.0)
+# Delay before each attempt (the first is immediate); its length is the number of attempts.
+WEBHOOK_RETRY_SCHEDULE_SECONDS = [
+    float(s)
+    for s in env.list(
+        "WEBHOOK_RETRY_SCHEDULE_SECONDS", default=["0", "5", "300", "1800", "7200", "18000", "36000", "36000"]
+    )
+]
+# Each delay is moved by up to this fraction either way, so that failures do not come back together.
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.1)
+# A subscription whose every delivery failed for this long is disabled (its owner re-enables it).
+WEBHOOK_DISABLE_AFTER = _duration(env.str("WEBHOOK_DISABLE_AFTER", default="5d"))
+# After a rotation, deliveries are signed with the previous secret too for this long.
+WEBHOOK_SECRET_ROTATION_OVERLAP = _duration(env.str("WEBHOOK_SECRET_ROTATION_OVERLAP", default="24h"))
+# How much of a receiver's answer is kept with each attempt.
+WEBHOOK_RESPONSE_EXCERPT_BYTES = env.int("WEBHOOK_RESPONSE_EXCERPT_BYTES", default=1024)
+# The periodic sweep (manage.py crontab): events not handed to the dispatcher within
+# WEBHOOK_OUTBOX_RESEND_SECONDS, and attempts due for WEBHOOK_STUCK_SECONDS but not made, are re-sent.
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.int("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=10)
+WEBHOOK_OUTBOX_RESEND_SECONDS = env.int("WEBHOOK_OUTBOX_RESEND_SECONDS", default=5)
+WEBHOOK_STUCK_SECONDS = env.int("WEBHOOK_STUCK_SECONDS", default=60)
+# Finished deliveries older than this are deleted by the hourly maintenance (0: kept).
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
+# Prefix of `result_url` in payloads (e.g. https://jobs.example.com); empty: a path.
+WEBHOOK_PUBLIC_BASE_URL = env.str("WEBHOOK_PUBLIC_BASE_URL", default="").rstrip("/")
 
 # --- Pipelines -----------------------------------------------------------------
 

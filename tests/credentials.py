@@ -76,3 +76,14 @@ def expired_api_key_for(user) -> dict:
 
     ApiKey.objects.filter(user=user).update(expiry_date=timezone.now() - timedelta(seconds=1))
     return headers
+
+
+def webhook_subscription_for(owner, url: str, events: list[str] | None = None, **options):
+    """A subscription created through the service; its secret is registered for the log scan."""
+    from webhooks.services import webhook_subscription_create
+
+    subscription, secret = webhook_subscription_create(
+        owner=owner, url=url, events=events or ["job.completed"], **options
+    )
+    subscription.plain_secret = remember(secret)
+    return subscription

@@ -19,6 +19,7 @@ from jobsite.api.representation import represent
 from jobsite.api.schema import PRODUCTION_JOB_SYSTEM_TAG
 from jobsite.api.views import GenericViewSet
 from jobsite.broker.depth import broker_queue_depths
+from webhooks.api.views import JOB_DELIVERIES_SCHEMA, job_deliveries_response
 
 from .. import selectors, services
 from ..filters import JobFilter
@@ -110,6 +111,7 @@ class JobViewSet(JobSubmitting, mixins.ListModelMixin, mixins.RetrieveModelMixin
         "cancel": "jobs.cancel_job",
         "destroy": "jobs.cancel_job",
         "retry": "jobs.retry_job",
+        "deliveries": "webhooks.view_webhookdelivery",
     }
 
     @property
@@ -271,6 +273,11 @@ class JobViewSet(JobSubmitting, mixins.ListModelMixin, mixins.RetrieveModelMixin
             except BrokerConnectionError:
                 logger.warning("Broker unreachable while computing queue depths", exc_info=True)
         return Response(data)
+
+    @extend_schema(**JOB_DELIVERIES_SCHEMA)
+    @action(detail=True, methods=["get"])
+    def deliveries(self, request, pk=None):
+        return job_deliveries_response(self, self.get_object())
 
     # -- managing -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from audit.api.views import AuditLogViewSet
 from jobs.api.seeds.urls import llm_workflow_patterns, task_api_v1_patterns
 from jobs.api.views import JobViewSet
 from pipelines.api.views import PipelineViewSet, StageTypeViewSet
+from webhooks.api.views import WebhookDeliveryViewSet, WebhookSubscriptionViewSet
 
 router = DefaultRouter()
 router.register("auth/api-keys", ApiKeyViewSet, basename="api-key")
@@ -15,6 +16,8 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("audit/logs", AuditLogViewSet, basename="audit-log")
 router.register("pipelines", PipelineViewSet, basename="pipeline")
 router.register("stages", StageTypeViewSet, basename="stage-type")
+router.register("webhooks/deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("webhooks", WebhookSubscriptionViewSet, basename="webhook")
 
 urlpatterns = [
     path("auth/login/", LoginView.as_view(), name="auth-login"),

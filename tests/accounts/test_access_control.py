@@ -9,11 +9,12 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
 from audit.models import AuditLog
-from jobs.models import JobStatus
+from jobs.models import JobEvent, JobStatus
 from jobs.run import job_run
 from tests import credentials
 from tests.conftest import grant_role
 from tests.factories import JobFactory, UserFactory
+from webhooks.services import webhook_events_dispatch
 
 PRINCIPALS = [
     "none",
@@ -62,6 +63,18 @@ ENDPOINTS = {
     "stages.list": ("get", "/api/v1/stages/", None),
     "audit.list": ("get", "/api/v1/audit/logs/", None),
     "audit.detail": ("get", "/api/v1/audit/logs/{audit}/", None),
+    "jobs.deliveries": ("get", "/api/v1/jobs/{job}/deliveries/", None),
+    "webhooks.list": ("get", "/api/v1/webhooks/", None),
+    "webhooks.create": ("post", "/api/v1/webhooks/", {"url": "http://127.0.0.1:9/hook", "events": ["job.failed"]}),
+    "webhooks.detail": ("get", "/api/v1/webhooks/{subscription}/", None),
+    "webhooks.update": ("patch", "/api/v1/webhooks/{subscription}/", {"description": "changed"}),
+    "webhooks.delete": ("delete", "/api/v1/webhooks/{subscription}/", None),
+    "webhooks.subscription_deliveries": ("get", "/api/v1/webhooks/{subscription}/deliveries/", None),
+    "webhooks.test": ("post", "/api/v1/webhooks/{subscription}/test/", None),
+    "webhooks.rotate_secret": ("post", "/api/v1/webhooks/{subscription}/rotate-secret/", None),
+    "webhooks.deliveries": ("get", "/api/v1/webhooks/deliveries/", None),
+    "webhooks.delivery": ("get", "/api/v1/webhooks/deliveries/{delivery}/", None),
+    "webhooks.redeliver": ("post", "/api/v1/webhooks/deliveries/{delivery}/redeliver/", None),
 }
 
 UNAUTHENTICATED = {p: 401 for p in PRINCIPALS[:6]}
@@ -202,12 +215,40 @@ for _endpoint in ("audit.list", "audit.detail"):
         **AUDIT_READERS,
     }
 
+# Webhooks: submitters manage their own subscriptions (another's is 404), operators and the service
+# everyone's; a key needs webhooks:read or webhooks:write, which none of the table's keys has.
+WEBHOOK_OK = {
+    "jobs.deliveries": 200,
+    "webhooks.list": 200,
+    "webhooks.create": 201,
+    "webhooks.detail": 200,
+    "webhooks.update": 200,
+    "webhooks.delete": 204,
+    "webhooks.subscription_deliveries": 200,
+    "webhooks.test": 200,
+    "webhooks.rotate_secret": 200,
+    "webhooks.deliveries": 200,
+    "webhooks.delivery": 200,
+    "webhooks.redeliver": 202,
+}
+OWN_LISTS = {"webhooks.list", "webhooks.create", "webhooks.deliveries"}
+for _endpoint, _ok in WEBHOOK_OK.items():
+    EXPECTED[_endpoint] = {
+        **UNAUTHENTICATED,
+        **{p: 403 for p in PRINCIPALS[6:]},
+        "owner": _ok,
+        "operator": _ok,
+        "service": _ok,
+        "other_user": _ok if _endpoint in OWN_LISTS else 404,
+    }
+
 CASES = [(endpoint, principal, EXPECTED[endpoint][principal]) for endpoint in ENDPOINTS for principal in PRINCIPALS]
 
 
 @pytest.fixture
-def world(db, demo_pipelines):
-    """An owner with a completed job and a key to revoke, plus everyone else."""
+def world(db, demo_pipelines, settings):
+    """An owner with a completed job, a key to revoke and a webhook subscription with a delivery, plus everyone else."""
+    settings.ALLOW_PRIVATE_NETWORK_URLS = True  # the subscription's endpoint is a closed port on 127.0.0.1
     owner = grant_role(UserFactory(username="owner"), "submitter")
     job = JobFactory(pipeline=demo_pipelines["sample_task"], user_id=owner.pk, input_data={"n": 1})
     job.pipeline_config = {"stages": [{"name": "echo", "type": "echo", "params": {}}]}
@@ -217,6 +258,9 @@ def world(db, demo_pipelines):
     assert job.status == JobStatus.COMPLETED
     credentials.api_key_for(owner)
     target_key = ApiKey.objects.filter(user=owner).latest("created")
+    subscription = credentials.webhook_subscription_for(owner, "http://127.0.0.1:9/hook", ["job.completed"])
+    event = JobEvent.objects.create(job=job, type="job.completed", notify=True, created_at=job.completed_at)
+    (delivery_id,) = webhook_events_dispatch(event_ids=[event.pk])
     return {
         "owner": owner,
         "other": grant_role(UserFactory(username="other"), "submitter"),
@@ -226,6 +270,8 @@ def world(db, demo_pipelines):
         "job": job,
         "key": target_key,
         "audit_row": AuditLog.objects.latest("id"),
+        "subscription": subscription,
+        "delivery_id": delivery_id,
     }
 
 
@@ -272,7 +318,13 @@ def headers_for(principal: str, world) -> dict:
 @pytest.mark.parametrize(("endpoint", "principal", "expected"), CASES, ids=[f"{e}-{p}" for e, p, _ in CASES])
 def test_access(endpoint, principal, expected, world):
     method, template, body = ENDPOINTS[endpoint]
-    url = template.format(job=world["job"].pk, key=world["key"].prefix, audit=world["audit_row"].pk)
+    url = template.format(
+        job=world["job"].pk,
+        key=world["key"].prefix,
+        audit=world["audit_row"].pk,
+        subscription=world["subscription"].pk,
+        delivery=world["delivery_id"],
+    )
     headers = headers_for(principal, world)
 
     response = getattr(APIClient(), method)(url, body, format="json", **headers)
