@@ -36,6 +36,22 @@ def estimated_count(queryset) -> int | None:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def bounded_count(queryset) -> tuple[int, bool]:
+    """The queryset's row count, exact up to API_COUNT_EXACT_MAX; past it the planner's estimate where there is one.
+
+    Returns `(count, estimated)`. The exact part reads at most the cap plus one
+    row, so a list over millions of rows never pays for a full `COUNT(*)`.
+    """
+    cap = settings.API_COUNT_EXACT_MAX
+    exact = queryset.order_by()[: cap + 1].count()
+    if exact <= cap:
+        return exact, False
+    estimate = estimated_count(queryset)
+    if estimate is None:
+        return queryset.count(), False
+    return max(estimate, exact), True
+
+
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
     """`limit` defaults to 50, 1..200; `offset` >= 0; anything else is a 400.
 
@@ -59,16 +75,8 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
         return _bounded_int(request, self.offset_query_param, default=0, low=0, high=None)
 
     def get_count(self, queryset):
-        cap = settings.API_COUNT_EXACT_MAX
-        self.count_estimated = False
-        exact = queryset.order_by()[: cap + 1].count()
-        if exact <= cap:
-            return exact
-        estimate = estimated_count(queryset)
-        if estimate is None:
-            return queryset.count()
-        self.count_estimated = True
-        return max(estimate, exact)
+        count, self.count_estimated = bounded_count(queryset)
+        return count
 
     def get_paginated_response(self, data):
         return Response(
