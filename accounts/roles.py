@@ -33,6 +33,7 @@ def sync_role_permissions(apps, roles: dict[str, list[str]]) -> None:
             app_label, codename = perm.split(".")
             group.permissions.add(permission_model.objects.get(content_type__app_label=app_label, codename=codename))
 
+
 # The admin dashboard (jobs migration 0008 grants these): operators run the queue
 # from the admin (stage runs, results, workers, broker messages, bulk operations,
 # deleting jobs); auditors read all of it and act on nothing.
