@@ -206,12 +206,19 @@ class _Redis:
 
     @classmethod
     def _selected(cls, broker, queue, ids) -> list[tuple[str, bytes]]:
+        """(Redis member id, body) of the dead letters whose message id is in `ids` (all when None).
+
+        Members are keyed by the broker's own `redis_message_id`, not the
+        message id, so the bodies are read to match.
+        """
         xq, bodies = cls._keys(broker, queue)
-        if ids is None:
-            ids = [m.decode() if isinstance(m, bytes) else m for m in broker.client.zrange(xq, 0, -1)]
-        ids = list(ids)
-        data = broker.client.hmget(bodies, ids) if ids else []
-        return [(message_id, body) for message_id, body in zip(ids, data, strict=True) if body is not None]
+        members = [m.decode() if isinstance(m, bytes) else m for m in broker.client.zrange(xq, 0, -1)]
+        data = broker.client.hmget(bodies, members) if members else []
+        return [
+            (member, body)
+            for member, body in zip(members, data, strict=True)
+            if body is not None and (ids is None or Message.decode(body).message_id in ids)
+        ]
 
     @classmethod
     def requeue(cls, broker, queue, ids):
