@@ -75,8 +75,14 @@ class JobsiteAdminSite(admin.AdminSite):
         """The stock admin index: every app and model the user may open."""
         return super().index(request, {"title": "Site administration"})
 
+    # Shorter, or correctly pluralised, names for the app list than the models' verbose names.
+    MODEL_NAMES = {("jobs", "WorkerProcess"): "Workers"}
+
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)
+        for app in apps:
+            for model in app["models"]:
+                model["name"] = self.MODEL_NAMES.get((app["app_label"], model["object_name"]), model["name"])
         if app_label is not None:
             return apps
         links = []
