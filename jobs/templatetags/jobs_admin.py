@@ -52,7 +52,7 @@ def short_id(value) -> str:
 @register.filter
 def duration(ms) -> str:
     """Milliseconds for people: `850 ms`, `1.25 s`, `3 min 05 s`, `2 h 03 min`."""
-    if ms is None or ms == "":
+    if not isinstance(ms, int | float):
         return NONE
     ms = int(ms)
     if ms < 1000:
@@ -126,7 +126,8 @@ def json_size(value) -> int:
 
 @register.filter
 def percent(value) -> str:
-    return NONE if value is None else f"{100 * value:.1f} %"
+    """A 0..1 rate as a percentage; a missing one (None, or a missing key in a template) as a dash."""
+    return f"{100 * value:.1f} %" if isinstance(value, int | float) else NONE
 
 
 @register.filter

@@ -12,11 +12,11 @@ from audit.models import AuditLog
 from jobs import dashboard
 from jobs.dashboard import JobCriteria, error_group_key, error_group_prefix, job_search
 from jobs.models import Job, JobEventType, JobStatus
+from tests.admin.conftest import job_retried_twice
 from tests.factories import (
     JobEventFactory,
     JobFactory,
     PipelineFactory,
-    StageRunFactory,
     WorkerProcessFactory,
 )
 
@@ -280,36 +280,8 @@ def test_worker_activity_counts_held_jobs_and_the_last_hours_finished_jobs_per_w
 # --- the ledger ------------------------------------------------------------------------------
 
 
-def _retried_twice(pipeline=None):
-    """A job that failed its stage twice, was retried after a backoff each time, and completed on attempt 3."""
-    base = timezone.now() - timedelta(minutes=5)
-    job = JobFactory(status=JobStatus.COMPLETED, attempts=3, locked_by="box:3:cc/Thread-1", **(
-        {"pipeline": pipeline} if pipeline else {}))  # fmt: skip
-    at(job, created_at=base, started_at=base + timedelta(milliseconds=20), completed_at=base + timedelta(seconds=9))
-    ms = lambda n: base + timedelta(milliseconds=n)  # noqa: E731
-    JobEventFactory(job=job, type=JobEventType.CREATED, data={"status": "pending"}, created_at=base)
-    for attempt, (start, worker) in enumerate(((20, "box:1:aa/Thread-1"), (2100, "box:2:bb/Thread-4"),
-                                               (6200, "box:3:cc/Thread-1")), start=1):  # fmt: skip
-        JobEventFactory(job=job, type=JobEventType.STARTED, data={"attempt": attempt, "worker": worker},
-                        created_at=ms(start))  # fmt: skip
-        StageRunFactory(job=job, index=0, name="fetch", status="completed" if attempt == 3 else "failed",
-                        attempt=attempt, job_attempt=attempt, started_at=ms(start + 5),
-                        finished_at=ms(start + 105), duration_ms=100,
-                        error="" if attempt == 3 else "ConnectionError: refused",
-                        traceback="" if attempt == 3 else "Traceback (most recent call last): ...")  # fmt: skip
-        if attempt < 3:
-            JobEventFactory(
-                job=job, type=JobEventType.RETRYING, created_at=ms(start + 110),
-                data={"attempt": attempt, "stage": "fetch", "error": "ConnectionError: refused",
-                      "run_at": ms(start + 2000).isoformat(), "delay_ms": 1890},
-            )  # fmt: skip
-    JobEventFactory(job=job, type=JobEventType.COMPLETED, data={"attempt": 3, "duration_ms": 8980},
-                    created_at=base + timedelta(seconds=9))  # fmt: skip
-    return job
-
-
 def test_the_ledger_orders_every_event_stage_and_request_to_the_millisecond_with_each_attempts_worker():
-    job = _retried_twice()
+    job = job_retried_twice()
     audit = AuditLog.objects.create(
         principal="op", principal_type="user", action="admin.job.retry", resource_type="job",
         resource_id=str(job.pk), request_details={"operation": {"from_start": False}},

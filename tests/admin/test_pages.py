@@ -399,3 +399,11 @@ def test_dead_letters_page_lists_and_requeues_the_stub_brokers_dead_letters(oper
     assert "1 dead letter(s) of queue maintenance requeued." in response.content.decode()
     assert stub_broker.queues["maintenance"].qsize() == 1
     assert operator_client.get("/admin/dead-letters/maintenance/requeue/").status_code == 405
+
+
+def test_a_pipeline_without_jobs_in_a_window_shows_dashes(operator_client):
+    old = PipelineFactory(name="old-one")
+    at(JobFactory(pipeline=old, status="completed", duration_ms=5), created_at=timezone.now() - timedelta(days=2))
+    html = operator_client.get("/admin/").content.decode()
+    row = re.search(r'<tr data-pipeline="old-one">(.*?)</tr>', html, re.S).group(1)
+    assert row.count("\N{EN DASH}") == 6 and "100.0 %" in row
