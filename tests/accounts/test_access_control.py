@@ -71,7 +71,7 @@ EXPECTED = {
         "owner": 200,
         "owner_key": 200,
         "operator": 200,
-        "auditor": 403,
+        "auditor": 200,
         "service": 200,
     },
     "jobs.create": {
@@ -93,7 +93,7 @@ EXPECTED = {
         "owner": 200,
         "owner_key": 200,
         "operator": 200,
-        "auditor": 403,
+        "auditor": 200,
         "service": 200,
     },
     "jobs.result": {
@@ -104,7 +104,7 @@ EXPECTED = {
         "owner": 200,
         "owner_key": 200,
         "operator": 200,
-        "auditor": 403,
+        "auditor": 200,
         "service": 200,
     },
     # Keys are managed by a logged-in user; no key (scoped or not) and not the service.
