@@ -465,7 +465,7 @@ class JobAdmin(admin.ModelAdmin):
         return rows
 
     def changelist_view(self, request, extra_context=None):
-        extra = {"bulk_operations_url": reverse("admin:jobs_bulkoperation_changelist")}
+        extra = {"title": "Jobs", "bulk_operations_url": reverse("admin:jobs_bulkoperation_changelist")}
         return super().changelist_view(request, {**extra, **(extra_context or {})})
 
     # -- actions ---------------------------------------------------------------------------
@@ -853,6 +853,7 @@ class JobResultAdmin(OwnJobsMixin, admin.ModelAdmin):
     search_fields = ["job__id"]
     search_help_text = "A full job id."
     show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     paginator = EstimatedCountPaginator
     ordering = ["-created_at"]
     exclude = ["result"]
@@ -930,6 +931,7 @@ class WorkerProcessAdmin(admin.ModelAdmin):
         "finished_last_hour",
     ]
     list_filter = [WorkerStateFilter]
+    show_facets = admin.ShowFacets.NEVER
     search_fields = ["^worker_id", "^hostname"]
     ordering = ["-last_seen_at"]
     fields = [
@@ -947,6 +949,9 @@ class WorkerProcessAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     change_list_template = "admin/jobs/workerprocess/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Workers", **(extra_context or {})})
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
@@ -1053,6 +1058,7 @@ class BulkOperationAdmin(admin.ModelAdmin):
         "finished_at",
     ]
     list_filter = ["status", "kind"]
+    show_facets = admin.ShowFacets.NEVER
     list_select_related = ["requested_by"]
     show_full_result_count = False
     fields = [
