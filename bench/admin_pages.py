@@ -206,6 +206,14 @@ def add_history(sample: int = 2000) -> str:
             worker_id=worker, hostname=host, pid=int(pid), queues=["jobs", "jobs.high", "jobs.urgent", "maintenance"],
             threads=8, started_at=now - timedelta(days=2), last_seen_at=now - timedelta(seconds=2 if n < 10 else 600),
         )  # fmt: skip
+    # A few of the newest waiting jobs are running now, on the live workers.
+    live = [w for w in WorkerProcess.objects.filter(last_seen_at__gte=now - timedelta(minutes=1))]
+    running = Job.objects.filter(status=JobStatus.QUEUED).order_by("-created_at")[: 2 * len(live)]
+    for n, job in enumerate(running):
+        Job.objects.filter(pk=job.pk).update(
+            status=JobStatus.PROCESSING, locked_by=f"{live[n % len(live)].worker_id}/Thread-{n % 8 + 1}",
+            locked_at=now - timedelta(seconds=n), heartbeat_at=now, started_at=now - timedelta(seconds=n), attempts=1,
+        )  # fmt: skip
     if StageRun.objects.exists():
         existing = JobEvent.objects.filter(type="job.retrying").values_list("job_id", flat=True).first()
         return str(existing or retried_job().pk)

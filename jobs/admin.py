@@ -972,27 +972,30 @@ class WorkerProcessAdmin(admin.ModelAdmin):
 
     @admin.display(description="queues")
     def queue_names(self, obj):
-        return ", ".join(obj.queues or [])
+        return format_html("<small>{}</small>", ", ".join(obj.queues or []))
 
     @admin.display(description="started", ordering="started_at")
     def started(self, obj):
         return relative(obj.started_at)
 
-    @admin.display(description="last heartbeat", ordering="last_seen_at")
+    @admin.display(description="heartbeat", ordering="last_seen_at")
     def last_heartbeat(self, obj):
         return relative(obj.last_seen_at)
 
-    @admin.display(description="jobs held now")
+    @admin.display(description="held now")
     def held_now(self, obj):
         held = self._activity(obj)["held"]
         url = reverse("admin:jobs_job_changelist") + "?" + _query({"worker": obj.worker_id, "status": "active"})
         return format_html('<a href="{}">{}</a>', url, held)
 
-    @admin.display(description="finished, last hour")
+    @admin.display(description="last hour")
     def finished_last_hour(self, obj):
         activity = self._activity(obj)
         return format_html(
-            '<span class="js-ok">{} completed</span> · <span class="js-bad">{} failed</span>',
+            '<span title="{} completed and {} failed in the last hour"><span class="js-ok">{}</span> / '
+            '<span class="js-bad">{}</span></span>',
+            activity["completed"],
+            activity["failed"],
             activity["completed"],
             activity["failed"],
         )

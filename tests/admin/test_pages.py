@@ -367,7 +367,7 @@ def test_the_workers_page_shows_what_each_worker_holds_and_finished(operator_cli
     JobFactory(status="completed", locked_by="box:1:aa/Thread-2", completed_at=now - timedelta(minutes=3))
     JobFactory(status="failed", locked_by="box:1:aa/Thread-2", completed_at=now - timedelta(minutes=3))
     html = operator_client.get("/admin/jobs/workerprocess/").content.decode()
-    assert '1 completed</span> · <span class="js-bad">1 failed' in html
+    assert '<span class="js-ok">1</span> / <span class="js-bad">1</span>' in html
     assert 'href="/admin/jobs/job/?worker=box%3A1%3Aaa&amp;status=active">1</a>' in html
     assert 'js-badge js-bad">stale' in html
     stale_only = operator_client.get("/admin/jobs/workerprocess/?state=stale").content.decode()
