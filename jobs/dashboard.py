@@ -15,11 +15,10 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import CharField, Count, Max, Min, Q, QuerySet, Value
 from django.db.models.functions import Cast, Left, StrIndex, Substr, TruncDay, TruncMinute
 from django.utils import timezone
@@ -323,29 +322,28 @@ def throughput_per_minute(*, now: datetime | None = None, minutes: int = 60) -> 
     )
 
 
-DAILY_CACHE_SECONDS = 300
+def day_start(moment: datetime) -> datetime:
+    """00:00 UTC of `moment`'s day."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def daily_history(*, now: datetime | None = None, days: int = 30) -> list[dict]:
+def closed_days(*, now: datetime | None = None, days: int = 30) -> list[dict]:
+    """Completed and failed jobs per UTC day for the `days - 1` days before today, oldest first."""
+    today = day_start(now or timezone.now())
+    return _buckets(TruncDay("completed_at"), today - timedelta(days=days - 1), today, timedelta(days=1), day_start)
+
+
+def daily_history(*, now: datetime | None = None, days: int = 30, closed: list[dict] | None = None) -> list[dict]:
     """Completed and failed jobs per UTC day over the last `days` days (today included), oldest first.
 
-    The days before today no longer change (but for retention deleting old
-    jobs), so their counts are cached for DAILY_CACHE_SECONDS; today's are
-    counted on every call.
+    `closed` are the days before today as :func:`closed_days` gave them (the
+    dashboard keeps them in its snapshot); today is always counted now.
     """
     now = now or timezone.now()
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=days - 1)
-    key = f"jobs:daily-history:{start:%Y%m%d}:{today:%Y%m%d}"
-    closed = cache.get(key)
+    today = day_start(now)
     if closed is None:
-        closed = _buckets(TruncDay("completed_at"), start, today, timedelta(days=1), _day)
-        cache.set(key, closed, DAILY_CACHE_SECONDS)
-    return closed + _buckets(TruncDay("completed_at"), today, today + timedelta(days=1), timedelta(days=1), _day)
-
-
-def _day(moment: datetime) -> datetime:
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        closed = closed_days(now=now, days=days)
+    return closed + _buckets(TruncDay("completed_at"), today, today + timedelta(days=1), timedelta(days=1), day_start)
 
 
 def _buckets(trunc, start: datetime, end: datetime, step: timedelta, floor) -> list[dict]:

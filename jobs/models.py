@@ -306,3 +306,19 @@ class BulkOperation(models.Model):
         if self.is_finished and self.status == BulkOperationStatus.COMPLETED:
             return 100.0
         return round(100 * self.done / self.total, 1) if self.total else 0.0
+
+
+class DashboardSnapshot(models.Model):
+    """The dashboard's slowest aggregates, recomputed in the background (see jobs.snapshots).
+
+    Reading seven days of statistics and thirty days of history at every
+    refresh would cost more than the rest of the page together; a worker
+    stores them here every minute and the dashboard reads one row.
+    """
+
+    key = models.CharField(max_length=64, primary_key=True)
+    data = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.key} at {self.computed_at:%Y-%m-%d %H:%M:%S}"

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -24,8 +23,6 @@ logger = logging.getLogger(__name__)
 
 DASHBOARD_PERMISSION = "jobs.view_all_jobs"
 DASHBOARD_WINDOWS = ("1h", "24h", "7d")
-# The 7-day figures move slowly and cost the most: recomputed at most once a minute per cache.
-CACHED_WINDOWS = {"7d": 60}
 
 
 def can_see_dashboard(user) -> bool:
@@ -173,6 +170,7 @@ def dashboard_context(request) -> dict:
     """Everything the dashboard shows, from the selectors behind /api/v1/jobs/stats/ and /health/queue."""
     from jobs import dashboard, selectors
     from jobs.models import BulkOperation, Job
+    from jobs.snapshots import dashboard_snapshot
     from jobs.stats import job_stats
     from jobsite.broker.depth import broker_queue_depths
 
@@ -183,9 +181,9 @@ def dashboard_context(request) -> dict:
     except BrokerConnectionError as exc:
         depths, broker_error = {}, str(exc)
     jobs = Job.objects.all()
-    stats = {w: job_stats(jobs=jobs, window=w, now=now) for w in DASHBOARD_WINDOWS if w not in CACHED_WINDOWS}
-    for w, seconds in CACHED_WINDOWS.items():
-        stats[w] = cache.get_or_set(f"jobs:dashboard:stats:{w}", lambda w=w: job_stats(jobs=jobs, window=w), seconds)
+    snapshot, snapshot_at = dashboard_snapshot(now=now)
+    stats = {w: job_stats(jobs=jobs, window=w, now=now) for w in DASHBOARD_WINDOWS if w != "7d"}
+    stats["7d"] = snapshot["stats_7d"]
     live = list(selectors.live_workers(now=now))
     oldest = selectors.oldest_waiting_job()
     return {
@@ -210,7 +208,8 @@ def dashboard_context(request) -> dict:
         "live_threads": sum(w.threads for w in live),
         "stale_workers": list(dashboard.stale_workers(now=now)[:20]),
         "throughput": dashboard.throughput_per_minute(now=now),
-        "history": dashboard.daily_history(now=now),
+        "history": dashboard.daily_history(now=now, closed=snapshot["closed_days"]),
+        "snapshot_at": snapshot_at,
         "top_failures": dashboard.failure_groups(since=now - timedelta(hours=24), limit=5),
         "bulk_operations": list(BulkOperation.objects.select_related("requested_by").order_by("-created_at")[:5]),
         "can_see_dead_letters": can_see_dead_letters(request.user),

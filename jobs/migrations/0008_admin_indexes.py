@@ -1,4 +1,4 @@
-"""The admin dashboard: bulk operations, the indexes its pages read through, and its permissions.
+"""The admin dashboard: bulk operations, its stored snapshot, the indexes its pages read through, its permissions.
 
 The indexes are created with `CREATE INDEX CONCURRENTLY` on PostgreSQL, so
 that migrating a deployment with millions of jobs does not block writes to the
@@ -213,6 +213,14 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={"ordering": ["-created_at"]},
+        ),
+        migrations.CreateModel(
+            name="DashboardSnapshot",
+            fields=[
+                ("key", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("data", models.JSONField(default=dict)),
+                ("computed_at", models.DateTimeField()),
+            ],
         ),
         migrations.RunPython(create_indexes, drop_indexes),
         migrations.RunPython(grant, revoke),

@@ -4,14 +4,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditLog
-from jobs import dashboard
+from jobs import dashboard, snapshots
 from jobs.dashboard import JobCriteria, error_group_key, error_group_prefix, job_search
-from jobs.models import Job, JobEventType, JobStatus
+from jobs.models import DashboardSnapshot, Job, JobEventType, JobStatus
 from tests.admin.conftest import job_retried_twice
 from tests.factories import (
     JobEventFactory,
@@ -205,22 +204,44 @@ def test_throughput_counts_completed_and_failed_per_minute_of_the_last_hour():
     assert sum(b["completed"] + b["failed"] for b in buckets) == 4
 
 
-def test_daily_history_has_thirty_days_and_counts_today_live():
+def test_daily_history_has_thirty_days_counts_today_and_takes_the_stored_closed_days():
     now = timezone.now()
     at(JobFactory(status=JobStatus.COMPLETED), completed_at=now - timedelta(days=3))
     at(JobFactory(status=JobStatus.FAILED), completed_at=now - timedelta(days=40))
-    first = dashboard.daily_history(now=now)
-    assert len(first) == 30
-    assert first[-1]["at"] == now.replace(hour=0, minute=0, second=0, microsecond=0)
-    assert sum(b["completed"] for b in first) == 1 and sum(b["failed"] for b in first) == 0
+    history = dashboard.daily_history(now=now)
+    assert len(history) == 30
+    assert history[-1]["at"] == now.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert sum(b["completed"] for b in history) == 1 and sum(b["failed"] for b in history) == 0
+    stored = dashboard.closed_days(now=now)
+    assert len(stored) == 29
 
     at(JobFactory(status=JobStatus.FAILED), completed_at=now)
     at(JobFactory(status=JobStatus.FAILED), completed_at=now - timedelta(days=2))
-    second = dashboard.daily_history(now=now)
-    assert second[-1]["failed"] == 1  # today is counted on every call
-    assert sum(b["failed"] for b in second[:-1]) == 0  # closed days come from the cache
-    cache.clear()
+    with_stored = dashboard.daily_history(now=now, closed=stored)
+    assert with_stored[-1]["failed"] == 1  # today is counted on every call
+    assert sum(b["failed"] for b in with_stored[:-1]) == 0  # the stored days are taken as they are
     assert sum(b["failed"] for b in dashboard.daily_history(now=now)) == 2
+
+
+def test_the_dashboard_snapshot_is_stored_reused_while_fresh_and_recomputed_when_stale():
+    JobFactory(status=JobStatus.COMPLETED, duration_ms=10)
+    now = timezone.now()
+    first, computed_at = snapshots.dashboard_snapshot(now=now)
+    assert computed_at == now and first["stats_7d"]["counts"]["completed"] == 1
+    assert DashboardSnapshot.objects.get().data["stats_7d"]["total"] == 1
+
+    JobFactory(status=JobStatus.COMPLETED, duration_ms=20)
+    again, again_at = snapshots.dashboard_snapshot(now=now + timedelta(minutes=1))
+    assert again_at == now and again["stats_7d"]["counts"]["completed"] == 1
+    assert [d["at"] for d in again["closed_days"]] == [d["at"] for d in first["closed_days"]]
+
+    later = now + snapshots.MAX_AGE + timedelta(seconds=1)
+    stale, stale_at = snapshots.dashboard_snapshot(now=later)
+    assert stale_at == later and stale["stats_7d"]["counts"]["completed"] == 2
+
+    JobFactory(status=JobStatus.FAILED)
+    snapshots.jobs_dashboard_snapshot()  # what the scheduler runs every minute
+    assert DashboardSnapshot.objects.get().data["stats_7d"]["counts"]["failed"] == 1
 
 
 def test_group_counts_and_now_counts():
