@@ -204,29 +204,30 @@ class JobCriteria:
 
 # --- Failure triage ---------------------------------------------------------------------
 
+# What varies between errors of one kind, in the order tried at each position, and its placeholder.
 _VARIABLE_PARTS = [
-    (re.compile(r"https?://\S+"), "<url>"),
-    (re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I), "<uuid>"),
-    (re.compile(r"\b[\w.-]+:\d+:[0-9a-f]{6,}\b"), "<worker>"),
-    (re.compile(r"'[^']*'|\"[^\"]*\""), "<str>"),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
-    (re.compile(r"\d+(\.\d+)?"), "<n>"),
+    (r"https?://\S+", "<url>"),
+    (r"(?i:[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12})", "<uuid>"),
+    (r"\b[\w.-]+:\d+:[0-9a-f]{6,}\b", "<worker>"),
+    (r"'[^']*'|\"[^\"]*\"", "<str>"),
+    (r"(?i:\b0x[0-9a-f]+\b)", "<hex>"),
+    (r"\d+(?:\.\d+)?", "<n>"),
 ]
+_VARIABLE = re.compile("|".join(f"(?P<p{i}>{pattern})" for i, (pattern, _) in enumerate(_VARIABLE_PARTS)))
+_PLACEHOLDERS = {f"p{i}": placeholder for i, (_, placeholder) in enumerate(_VARIABLE_PARTS)}
 # A stage's retry count is part of the message but not of the error.
 _ATTEMPT = re.compile(r" \(attempt \d+ of \d+\)")
 ERROR_GROUP_MAX = 300
 
 
 def error_group_key(message: str) -> str:
-    """The error with its variable parts (ids, numbers, URLs, quoted values) replaced by placeholders.
+    """The error's first line with its variable parts (ids, numbers, URLs, quoted values) replaced by placeholders.
 
     Jobs whose errors differ only in those parts fall in one failure group:
     `KeyError: 'customer_17'` and `KeyError: 'customer_42'` are `KeyError: <str>`.
     """
-    text = _ATTEMPT.sub("", (message or "").strip().splitlines()[0] if message else "")
-    for pattern, placeholder in _VARIABLE_PARTS:
-        text = pattern.sub(placeholder, text)
-    return text[:ERROR_GROUP_MAX]
+    text = _ATTEMPT.sub("", (message or "").strip().split("\n", 1)[0])
+    return _VARIABLE.sub(lambda m: _PLACEHOLDERS[m.lastgroup], text)[:ERROR_GROUP_MAX]
 
 
 def error_group_prefix(key: str) -> str:
@@ -267,20 +268,21 @@ def failure_groups(*, since: datetime, jobs: QuerySet[Job] | None = None, limit:
         .annotate(
             n=Count("*"), first=Min("completed_at"), last=Max("completed_at"), sample=Max(Cast("id", CharField()))
         )
+        .values_list("pipeline_id", "text", "n", "first", "last", "sample")
     )
     names = dict(Pipeline.objects.values_list("id", "name"))
     groups: dict[tuple[str, str], FailureGroup] = {}
-    for row in rows:
-        key = (names.get(row["pipeline_id"], "?"), error_group_key(row["text"]))
-        first, last = row["first"] or since, row["last"] or since
+    for pipeline_id, text, count, first, last, sample in rows:
+        key = (names.get(pipeline_id, "?"), error_group_key(text))
+        first, last = first or since, last or since
         group = groups.get(key)
         if group is None:
-            groups[key] = FailureGroup(key[0], key[1], row["n"], first, last, row["sample"], row["text"])
+            groups[key] = FailureGroup(key[0], key[1], count, first, last, sample, text)
             continue
-        group.count += row["n"]
+        group.count += count
         group.first_seen = min(group.first_seen, first)
         if last >= group.last_seen:
-            group.last_seen, group.sample_job_id, group.sample_error = last, row["sample"], row["text"]
+            group.last_seen, group.sample_job_id, group.sample_error = last, sample, text
     for group in groups.values():
         group.sample_job_id = str(uuid.UUID(group.sample_job_id))
     return sorted(groups.values(), key=lambda g: (-g.count, g.pipeline, g.error))[:limit]
