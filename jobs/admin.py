@@ -716,8 +716,14 @@ class JobAdmin(admin.ModelAdmin):
         if not selectors.can_see_all_jobs(request.user) or not self.has_view_permission(request):
             raise PermissionDenied
         window = request.GET.get("window") if request.GET.get("window") in dashboard.CREATED_PERIODS else "24h"
+        from .snapshots import STORED_FAILURE_PERIODS, stored_failure_groups
+
         since = dashboard.period_start(window)
-        groups = dashboard.failure_groups(since=since)
+        as_of = None
+        if window in STORED_FAILURE_PERIODS:
+            groups, as_of = stored_failure_groups(period=window)
+        else:
+            groups = dashboard.failure_groups(since=since)
         list_url = reverse("admin:jobs_job_changelist")
         try:
             depths, broker_error = broker_queue_depths(), ""
@@ -731,6 +737,7 @@ class JobAdmin(admin.ModelAdmin):
             "periods": dashboard.CREATED_PERIODS,
             "since": since,
             "groups": groups,
+            "groups_as_of": as_of,
             "failed_total": sum(g.count for g in groups),
             "list_url": list_url,
             "can_retry": self.has_retry_permission(request),

@@ -228,7 +228,7 @@ def test_the_dashboard_snapshot_is_stored_reused_while_fresh_and_recomputed_when
     now = timezone.now()
     first, computed_at = snapshots.dashboard_snapshot(now=now)
     assert computed_at == now and first["stats_7d"]["counts"]["completed"] == 1
-    assert DashboardSnapshot.objects.get().data["stats_7d"]["total"] == 1
+    assert DashboardSnapshot.objects.get(key="dashboard").data["stats_7d"]["total"] == 1
 
     JobFactory(status=JobStatus.COMPLETED, duration_ms=20)
     again, again_at = snapshots.dashboard_snapshot(now=now + timedelta(minutes=1))
@@ -241,7 +241,7 @@ def test_the_dashboard_snapshot_is_stored_reused_while_fresh_and_recomputed_when
 
     JobFactory(status=JobStatus.FAILED)
     snapshots.jobs_dashboard_snapshot()  # what the scheduler runs every minute
-    assert DashboardSnapshot.objects.get().data["stats_7d"]["counts"]["failed"] == 1
+    assert DashboardSnapshot.objects.get(key="dashboard").data["stats_7d"]["counts"]["failed"] == 1
 
 
 def test_group_counts_and_now_counts():
@@ -408,3 +408,18 @@ def test_a_held_job_names_its_worker_and_how_old_its_heartbeat_is(settings):
     text = reasons(job, now=now)
     assert text[0] == "Held by worker box:5:ee/Thread-1, whose last heartbeat was 3 min ago (stale)."
     assert text[1].startswith("The job's own heartbeat is 3 min old")
+
+
+def test_failure_groups_of_long_periods_are_stored_and_regrouped_when_stale():
+    pipeline = PipelineFactory(name="alpha")
+    JobFactory(pipeline=pipeline, status=JobStatus.FAILED, error_message="KeyError: 'a'")
+    now = timezone.now()
+    groups, at_ = snapshots.stored_failure_groups(period="7d", now=now)
+    assert (at_, [(g.error, g.count) for g in groups]) == (now, [("KeyError: <str>", 1)])
+    JobFactory(pipeline=pipeline, status=JobStatus.FAILED, error_message="KeyError: 'b'")
+    again, again_at = snapshots.stored_failure_groups(period="7d", now=now + timedelta(minutes=1))
+    assert again_at == now and again[0].count == 1 and again[0].first_seen == groups[0].first_seen
+    snapshots.jobs_dashboard_snapshot()
+    refreshed, _ = snapshots.stored_failure_groups(period="7d")
+    assert refreshed[0].count == 2
+    assert DashboardSnapshot.objects.filter(key="failures:30d").exists()
