@@ -45,3 +45,28 @@ def sync_role_permissions(apps, roles: dict[str, list[str]]) -> None:
         for perm in perms:
             app_label, codename = perm.split(".")
             group.permissions.add(permission_model.objects.get(content_type__app_label=app_label, codename=codename))
+
+
+# The admin dashboard (jobs migration 0008 grants these): operators run the queue
+# from the admin (stage runs, results, workers, broker messages, bulk operations,
+# deleting jobs); auditors read all of it and act on nothing.
+ROLE_PERMISSIONS["operator"] += [
+    "jobs.delete_job",
+    "jobs.view_stagerun",
+    "jobs.view_jobresult",
+    "jobs.view_workerprocess",
+    "jobs.view_bulkoperation",
+    "jobs.change_bulkoperation",
+    "broker.view_brokermessage",
+    "broker.change_brokermessage",
+    "broker.delete_brokermessage",
+]
+ROLE_PERMISSIONS["auditor"] += [
+    "jobs.view_job",
+    "jobs.view_all_jobs",
+    "jobs.view_stagerun",
+    "jobs.view_jobresult",
+    "jobs.view_workerprocess",
+    "jobs.view_bulkoperation",
+    "broker.view_brokermessage",
+]

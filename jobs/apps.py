@@ -8,4 +8,4 @@ class JobsConfig(AppConfig):
     def ready(self):
         # Declare the actors (and so their queues) on the broker in every process,
         # not only in workers, so that depths and health checks see the queues.
-        from . import actors  # noqa: F401
+        from . import actors, bulk, snapshots  # noqa: F401

@@ -244,3 +244,83 @@ class JobEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.job_id} at {self.created_at:%Y-%m-%d %H:%M:%S.%f}"
+
+
+class BulkOperationKind(models.TextChoices):
+    CANCEL = "cancel", "Cancel"
+    RETRY = "retry", "Retry (resume)"
+    RETRY_FROM_START = "retry_from_start", "Retry from the start"
+    REQUEUE = "requeue", "Requeue"
+    DELETE = "delete", "Delete"
+
+
+class BulkOperationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Stopped"
+    FAILED = "failed", "Failed"
+
+
+class BulkOperation(models.Model):
+    """An action on every job matching an admin filter, run in the background in chunks.
+
+    `criteria` is the filter as it was when the operator asked (periods already
+    turned into absolute times, `until` bounding the creation time), so the set
+    does not grow while it runs. `cursor` is the last job id handled: a worker
+    that dies mid-way leaves the rest to the next run. Each job's outcome is
+    written by the job's own service, with its audit row.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=32, choices=BulkOperationKind.choices)
+    criteria = models.JSONField(default=dict, help_text="The filter snapshot the operation works through.")
+    description = models.CharField(max_length=500, blank=True, default="", help_text="The filter, in words.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=BulkOperationStatus.choices, default=BulkOperationStatus.QUEUED)
+    total = models.PositiveIntegerField(null=True, blank=True, help_text="Jobs the filter matched when it started.")
+    done = models.PositiveIntegerField(default=0, help_text="Jobs handled so far.")
+    succeeded = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Jobs whose state no longer allowed the action.")
+    failed = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True, help_text="Skips by status and the first errors.")
+    cursor = models.CharField(max_length=64, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    stop_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} — {self.description or 'all jobs'} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (BulkOperationStatus.COMPLETED, BulkOperationStatus.CANCELLED, BulkOperationStatus.FAILED)
+
+    @property
+    def percent(self) -> float:
+        if self.is_finished and self.status == BulkOperationStatus.COMPLETED:
+            return 100.0
+        return round(100 * self.done / self.total, 1) if self.total else 0.0
+
+
+class DashboardSnapshot(models.Model):
+    """The dashboard's slowest aggregates, recomputed in the background (see jobs.snapshots).
+
+    Reading seven days of statistics and thirty days of history at every
+    refresh would cost more than the rest of the page together; a worker
+    stores them here every minute and the dashboard reads one row.
+    """
+
+    key = models.CharField(max_length=64, primary_key=True)
+    data = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.key} at {self.computed_at:%Y-%m-%d %H:%M:%S}"

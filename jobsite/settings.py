@@ -33,8 +33,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    # django.contrib.admin, with a default site that audits every delete.
-    "audit.admin_site.AuditedAdminConfig",
+    # django.contrib.admin, with the operators' dashboard as its site, auditing every delete
+    # (jobsite/admin_site.py on audit/admin_site.py).
+    "jobsite.admin_site.JobsiteAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -2,8 +2,9 @@
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobEvent, JobEventType, JobStatus, StageRun, StageRunStatus, WorkerProcess
 from pipelines.models import Pipeline
 
 
@@ -37,3 +38,42 @@ class JobFactory(factory.django.DjangoModelFactory):
     pipeline_config = factory.SelfAttribute("pipeline.config")
     status = JobStatus.QUEUED
     input_data = factory.LazyFunction(lambda: {"text": "hello"})
+
+
+class JobEventFactory(factory.django.DjangoModelFactory):
+    """A job event as the run path writes it (until every transition writes its own)."""
+
+    class Meta:
+        model = JobEvent
+
+    job = factory.SubFactory(JobFactory)
+    type = JobEventType.CREATED
+    data = factory.LazyFunction(lambda: {"status": "pending"})
+    created_at = factory.LazyFunction(timezone.now)
+
+
+class StageRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StageRun
+
+    job = factory.SubFactory(JobFactory)
+    index = 0
+    name = "echo"
+    stage_type = "echo"
+    status = StageRunStatus.COMPLETED
+    attempt = 1
+    job_attempt = 1
+    started_at = factory.LazyFunction(timezone.now)
+
+
+class WorkerProcessFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WorkerProcess
+
+    worker_id = factory.Sequence(lambda n: f"box-{n}:{1000 + n}:abc{n:03d}")
+    hostname = factory.LazyAttribute(lambda w: w.worker_id.split(":")[0])
+    pid = factory.LazyAttribute(lambda w: int(w.worker_id.split(":")[1]))
+    queues = factory.LazyFunction(lambda: ["jobs", "maintenance"])
+    threads = 4
+    started_at = factory.LazyFunction(timezone.now)
+    last_seen_at = factory.LazyFunction(timezone.now)

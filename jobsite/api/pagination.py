@@ -50,9 +50,10 @@ def estimated_count(queryset) -> int | None:
 
 
 def bounded_count(queryset) -> tuple[int, bool]:
-    """The queryset's row count, exact up to `API_COUNT_EXACT_MAX`; past that PostgreSQL's estimate.
+    """The queryset's row count, exact up to API_COUNT_EXACT_MAX; past it the planner's estimate where there is one.
 
-    Return `(count, estimated)`.
+    Returns `(count, estimated)`. The exact part reads at most the cap plus one
+    row, so a list over millions of rows never pays for a full `COUNT(*)`.
     """
     cap = settings.API_COUNT_EXACT_MAX
     exact = queryset.order_by()[: cap + 1].count()
