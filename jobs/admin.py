@@ -16,7 +16,7 @@ from functools import cached_property
 from html import escape
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
@@ -36,7 +36,7 @@ from audit.context import admin_context
 from audit.models import AuditLog
 from jobsite.api.pagination import bounded_count
 from jobsite.broker.depth import broker_queue_depths
-from pipelines.secrets import config_masked, messages
+from pipelines.secrets import config_masked
 
 from . import bulk, dashboard, selectors
 from .models import (
@@ -49,8 +49,9 @@ from .models import (
     StageRun,
     WorkerProcess,
 )
-from .services import RUNNING_STATUSES, JobStateError
+from .services import JobStateError
 from .templatetags.jobs_admin import NONE, badge_html, duration, relative, relative_html, status_badge
+from .workers import RUNNING_STATUSES
 
 # The always-empty task table of django_dramatiq (its AdminMiddleware is not installed).
 admin.site.unregister(Task)

@@ -32,6 +32,7 @@ from audit.services import audit_record
 from . import operations, services
 from .dashboard import JobCriteria
 from .models import BulkOperation, BulkOperationKind, BulkOperationStatus, Job, JobStatus
+from .workers import RUNNING_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,8 @@ APPLICABLE = {
     BulkOperationKind.CANCEL: sorted(services.WAITING_STATUSES | {JobStatus.PROCESSING}),
     BulkOperationKind.RETRY: [JobStatus.FAILED, JobStatus.CANCELLED],
     BulkOperationKind.RETRY_FROM_START: [JobStatus.FAILED, JobStatus.CANCELLED],
-    BulkOperationKind.REQUEUE: sorted(services.WAITING_STATUSES | set(services.RUNNING_STATUSES)),
-    BulkOperationKind.DELETE: [s for s in JobStatus.values if s not in services.RUNNING_STATUSES],
+    BulkOperationKind.REQUEUE: sorted(services.WAITING_STATUSES | set(RUNNING_STATUSES)),
+    BulkOperationKind.DELETE: [s for s in JobStatus.values if s not in RUNNING_STATUSES],
 }
 FINISHED = [BulkOperationStatus.COMPLETED, BulkOperationStatus.CANCELLED, BulkOperationStatus.FAILED]
 

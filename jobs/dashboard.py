@@ -29,6 +29,7 @@ from jobsite.api.pagination import bounded_count
 from .filters import parse_limit_results, parse_statuses
 from .models import STATUS_GROUPS, Job, JobEventType, JobStatus, StageRun, WorkerProcess
 from .selectors import live_workers
+from .services import PRIORITY_BANDS, band_queue
 from .stats import WINDOWS
 
 FINISHED_STATUSES = [JobStatus.COMPLETED, JobStatus.FAILED]
@@ -581,16 +582,17 @@ def job_stage_runs(job: Job) -> QuerySet[StageRun]:
 
 
 def job_queue_name(priority: int, declared: set[str]) -> str:
-    """The broker queue a job of this priority waits in: its priority band's queue where the broker declares it.
-
-    Bands: 0-3 `jobs`, 4-7 `jobs.high`, 8-10 `jobs.urgent`.
-    """
-    band = "jobs.urgent" if priority >= 8 else "jobs.high" if priority >= 4 else "jobs"
+    """The broker queue a job of this priority waits in: its priority band's queue (jobs.services.band_queue)."""
+    band = band_queue(priority)
     return band if band in declared else "jobs"
 
 
 def _band(priority: int) -> tuple[int, int]:
-    return (8, 10) if priority >= 8 else (4, 7) if priority >= 4 else (0, 3)
+    """The priorities sharing a job's band (its queue)."""
+    floors = sorted(floor for _, floor in PRIORITY_BANDS)
+    low = max(floor for floor in floors if floor <= priority)
+    higher = [floor for floor in floors if floor > low]
+    return low, (higher[0] - 1 if higher else 10)
 
 
 def _ago(delta: timedelta) -> str:

@@ -154,7 +154,7 @@ class GracefulShutdown(Middleware):
 
     Dramatiq stops taking messages and waits for its threads; a stage still
     running when the grace period ends is interrupted, its job returns to the
-    queue (see jobs.services.job_hand_back) and another worker resumes it.
+    queue (see jobs.run.job_hand_back) and another worker resumes it.
     """
 
     def __init__(self, grace_seconds: float | None = None):

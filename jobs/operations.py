@@ -14,7 +14,8 @@ from audit.services import audit_record
 
 from .models import Job, JobResult
 from .recovery import HELD_FIELDS, _recovery_action, _resend, _take_back
-from .services import RUNNING_STATUSES, WAITING_STATUSES, JobStateError
+from .services import WAITING_STATUSES, JobStateError
+from .workers import RUNNING_STATUSES
 
 
 def job_requeue(*, job_id: uuid.UUID, reason: str = "requeued by an operator") -> str:
