@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record, audit_record_many
+from jobsite.observability import metrics
 from pipelines.models import Pipeline
 from pipelines.schemas import input_validator
 
@@ -320,6 +321,7 @@ def _create_jobs(valid: list, context: SubmitContext, now: datetime) -> list[Job
             transaction.on_commit(lambda: _send_after_commit(jobs, now))
     for job in jobs:
         job.duplicate = False
+    metrics.jobs_submitted(job.pipeline.name for job in jobs)
     return jobs
 
 
@@ -376,6 +378,7 @@ def _send(job_id, *, delay_ms: int | None, priority: int) -> bool:
         _actor_for(priority).send_with_options(args=(str(job_id),), delay=delay_ms, priority=priority)
     except Exception:
         logger.exception("Could not send job %s to the broker; it will be re-sent.", job_id)
+        metrics.broker_send_failed(queue=band_queue(priority))
         return False
     return True
 
@@ -442,6 +445,8 @@ def job_cancel(*, job_id: uuid.UUID) -> Job:
             raise JobStateError(job, "cancelled")
         job.save(update_fields=["status", "completed_at", "updated_at"])
         audit_record(app="jobs", entity="job", verb="cancel", resource_id=job.pk, details={"status": job.status})
+    if job.status == JobStatus.CANCELLED:  # a running job is counted by its worker when it stops
+        metrics.job_cancelled(pipeline=job.pipeline.name)
     return job
 
 
