@@ -1,0 +1,174 @@
+"""Metrics and correlated logs through real processes: gunicorn (two workers) and a Dramatiq worker.
+
+Both write their metrics to one PROMETHEUS_MULTIPROC_DIR, and `/metrics` on
+the web server adds them up; the worker logs JSON (LOG_FORMAT=json), captured
+from its output.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import pytest
+import requests
+from django.conf import settings
+
+from jobs.models import Job, JobStatus
+from tests.e2e.conftest import ROOT, child_env, database_url, stop, web_server
+from tests.factories import PipelineFactory
+
+from .conftest import ALLOWED_LABELS, SCRAPE_TOKEN, Scrape
+
+pytestmark = pytest.mark.e2e
+
+FINISHED = [JobStatus.COMPLETED, JobStatus.FAILED]
+JSON_KEYS = {"time", "level", "logger", "message", "request_id", "job_id", "worker", "pipeline", "duration_ms"}
+
+
+@pytest.fixture
+def env(transactional_db, tmp_path):
+    return child_env(
+        DATABASE_URL=database_url(),
+        DRAMATIQ_BROKER_URL=settings.TEST_BROKER_URL,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        METRICS_TOKEN=SCRAPE_TOKEN,
+        LOG_FORMAT="json",
+        JOBSITE_STAGE_MODULES="tests.observability.stages",
+    )
+
+
+@pytest.fixture
+def pipelines(transactional_db):
+    stages = {"echo": [{"name": "say", "type": "echo"}], "fail": [{"name": "refuse", "type": "obs_fail"}]}
+    return {
+        kind: PipelineFactory(name=f"obs-{kind}", config={"input_schema": {"type": "object"}, "stages": spec})
+        for kind, spec in stages.items()
+    }
+
+
+@contextmanager
+def worker(env, log_path, **extra):
+    """A real `manage.py rundramatiq`, its whole output (every process's) in `log_path`."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
+            cwd=ROOT,
+            env={**env, **extra},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            stop(proc)
+
+
+def submit(url, pipeline: str, **headers) -> str:
+    response = requests.post(
+        f"{url}/api/v1/jobs/",
+        json={"pipeline": pipeline, "input_data": {"n": 1}},
+        headers={"X-API-Secret": settings.JOBSITE_API_SECRET, **headers},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def scrape(url) -> Scrape:
+    response = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return Scrape.parse(response.text)
+
+
+def wait_until(predicate, timeout=30, what="the jobs to finish"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_counters_histograms_and_gauges_move_as_real_jobs_do(env, pipelines, tmp_path):
+    with web_server(env, workers=2) as url:
+        before = scrape(url)
+        assert before.value("jobsite_workers_alive") == 0
+        assert before.value("jobsite_queue_workers", queue="jobs") == 0
+
+        ids = [submit(url, "obs-echo") for _ in range(3)] + [submit(url, "obs-fail")]
+
+        queued = scrape(url)
+        # The two gunicorn workers served the submissions between them: the counts are added up.
+        assert queued.value("jobsite_jobs_submitted_total", pipeline="obs-echo") == 3
+        assert queued.value("jobsite_jobs_submitted_total", pipeline="obs-fail") == 1
+        assert queued.value("jobsite_queue_depth", queue="jobs") == 4
+        assert queued.value("jobsite_jobs_started_total") == 0
+        assert queued.value("jobsite_broker_up") == 1
+
+        with worker(env, tmp_path / "worker.log"):
+            wait_until(lambda: Job.objects.filter(pk__in=ids, status__in=FINISHED).count() == 4)
+            wait_until(lambda: scrape(url).value("jobsite_workers_alive") >= 1, what="the worker's heartbeat")
+            done = scrape(url)
+
+    assert done.value("jobsite_queue_depth", queue="jobs") == 0
+    assert done.value("jobsite_queue_workers", queue="jobs") == 1
+    assert done.value("jobsite_jobs_started_total", pipeline="obs-echo") == 3
+    assert done.value("jobsite_jobs_completed_total", pipeline="obs-echo") == 3
+    assert done.value("jobsite_jobs_failed_total", pipeline="obs-fail") == 1
+    assert done.value("jobsite_jobs_failed_total", pipeline="obs-echo") == 0
+    echo = {"pipeline": "obs-echo"}
+    assert done.value("jobsite_job_duration_seconds_count", outcome="completed", **echo) == 3
+    assert done.value("jobsite_job_duration_seconds_bucket", outcome="completed", le="+Inf", **echo) == 3
+    assert done.value("jobsite_stage_duration_seconds_count", stage_type="echo", outcome="completed", **echo) == 3
+    assert done.value("jobsite_stage_duration_seconds_count", stage_type="obs_fail", outcome="failed") == 1
+    assert done.value("jobsite_job_pickup_seconds_count", queue="jobs") == 4
+    assert done.value("jobsite_job_pickup_seconds_sum", queue="jobs") > 0
+    assert done.value("jobsite_http_requests_total", route="/api/v1/jobs/", method="POST", status="201") == 4
+
+    assert done.jobsite_label_names() <= ALLOWED_LABELS
+    users = {str(pk) for pk in Job.objects.filter(pk__in=ids).values_list("user_id", flat=True) if pk}
+    leaked = {value for value in done.jobsite_label_values() if any(i in value for i in {*ids, *users})}
+    assert leaked == set()
+
+
+def _records(log_path) -> tuple[list[dict], list[str]]:
+    """The worker's JSON records, and its other lines (the command's banner, dramatiq's supervisor)."""
+    records, others = [], []
+    for line in log_path.read_text().splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))  # a JSON line must parse whole
+        elif line.strip():
+            others.append(line)
+    return records, others
+
+
+def test_one_request_id_follows_the_job_into_the_workers_log_records(env, pipelines, tmp_path):
+    log_path = tmp_path / "worker.log"
+    with web_server(env) as url, worker(env, log_path, LOG_LEVEL="DEBUG"):
+        job_id = submit(url, "obs-echo", **{"X-Request-ID": "trace-me-0042"})
+        other_id = submit(url, "obs-echo")
+        wait_until(lambda: Job.objects.filter(pk__in=[job_id, other_id], status__in=FINISHED).count() == 2)
+        time.sleep(0.3)  # the completion line is logged just after the job's row changes
+
+    records, others = _records(log_path)
+    # Only the rundramatiq banner and dramatiq's supervisor process write anything but JSON.
+    assert all(line.startswith(" * ") or "[dramatiq.MainProcess]" in line for line in others), others
+    assert all(set(record) >= JSON_KEYS for record in records)
+
+    mine = [r for r in records if r["request_id"] == "trace-me-0042"]
+    assert {r["job_id"] for r in mine} == {job_id}
+    assert {r["pipeline"] for r in mine} == {"obs-echo"}
+    assert all(r["worker"] for r in mine)
+    messages = [r["message"] for r in mine]
+    assert any("claimed" in m for m in messages), messages
+    assert any("stage 'say' completed" in m for m in messages), messages
+    [completion] = [r for r in mine if r["message"].startswith(f"Job {job_id} completed")]
+    assert completion["level"] == "INFO"
+    assert isinstance(completion["duration_ms"], int)
+
+    # The other job's records carry its own request id (generated by the web server), never this one.
+    theirs = [r for r in records if r["job_id"] == other_id]
+    assert theirs and all(r["request_id"] not in (None, "trace-me-0042") for r in theirs)
