@@ -18,6 +18,7 @@ from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
 from jobsite.api.views import GenericViewSet
 from jobsite.broker.depth import broker_queue_depths
+from jobsite.observability.tracing import current_traceparent
 
 from .. import selectors, services
 from ..filters import JobFilter
@@ -170,7 +171,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSe
         return services.SubmitContext(
             created_by=None if is_service(request.user) else request.user,
             request_id=getattr(request._request, "request_id", ""),
-            traceparent=traceparent if TRACEPARENT.match(traceparent) else "",
+            # With tracing on, the job continues this request's span; otherwise the caller's trace as it came.
+            traceparent=current_traceparent() or (traceparent if TRACEPARENT.match(traceparent) else ""),
         )
 
     def _submitted(self, job) -> dict:
