@@ -17,8 +17,8 @@ import contextvars
 import json
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 # C0 and C1 controls (but tab), DEL, the Unicode line/paragraph separators and
 # unpaired surrogates (which the log stream could not even encode).
@@ -26,8 +26,7 @@ _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r"}
 
 
-@dataclass(frozen=True, slots=True)
-class JobLogContext:
+class JobLogContext(NamedTuple):
     """The job a worker thread is running, for its log records."""
 
     job_id: str

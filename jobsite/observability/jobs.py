@@ -1,8 +1,9 @@
 """What the worker's run path reports: its metrics, the log context of the job it runs, its spans.
 
-jobs.run calls three hooks, each a few counter/histogram updates:
+jobs.run calls three hooks, each a few counter/histogram updates (a few
+microseconds a job: bench/observability_overhead.py):
 
-- :func:`job_observed` around a claimed job's run: counts the start (and the
+- :class:`job_observed` around a claimed job's run: counts the start (and the
   pickup latency of a first run), makes every log record of the thread carry
   the job (`job_id`, `pipeline`, `worker`) and the request id of the call
   that created it, and opens the run's span when tracing is on;
@@ -12,7 +13,7 @@ jobs.run calls three hooks, each a few counter/histogram updates:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING
 
 from jobs.services import band_queue
@@ -33,35 +34,61 @@ _OUTCOMES = {
     "pending": "handed_back",
     None: "lost",
 }
+_queue_of = cache(band_queue)  # eleven priorities
 
 
-@contextmanager
-def job_logging(*, job_id: str, request_id: str, pipeline: str, worker: str = ""):
+class job_logging:
     """Make the thread's log records carry this job and the request id of the call that created it.
 
     For any work done about a job outside the API request (a run, a webhook
-    delivery); the previous values come back when the block ends.
+    delivery): `with job_logging(job_id=..., request_id=..., pipeline=...):`.
+    The previous values come back when the block ends.
     """
-    request_token = request_id_var.set(request_id or "-")
-    job_token = job_log_context.set(JobLogContext(job_id=job_id, pipeline=pipeline, worker=worker or None))
-    try:
-        yield
-    finally:
-        job_log_context.reset(job_token)
-        request_id_var.reset(request_token)
+
+    __slots__ = ("context", "request_id", "tokens")
+
+    def __init__(self, *, job_id: str, request_id: str, pipeline: str, worker: str = ""):
+        self.context = JobLogContext(job_id, pipeline, worker or None)
+        self.request_id = request_id or "-"
+
+    def __enter__(self):
+        self.tokens = (request_id_var.set(self.request_id), job_log_context.set(self.context))
+        return self
+
+    def __exit__(self, *exc_info):
+        job_log_context.reset(self.tokens[1])
+        request_id_var.reset(self.tokens[0])
 
 
-@contextmanager
-def job_observed(job: ClaimedJob):
-    """Count the run's start, and give the block the job's log context and span."""
-    queue = band_queue(job.priority)
-    pickup = (job.started_at - job.ready_at).total_seconds() if job.attempts == 1 and job.ready_at else None
-    metrics.job_started(pipeline=job.pipeline, queue=queue, pickup_seconds=pickup)
-    with (
-        job_logging(job_id=str(job.id), request_id=job.request_id, pipeline=job.pipeline, worker=job.worker),
-        tracing.job_span(job, queue=queue),
-    ):
-        yield
+class job_observed(job_logging):
+    """Count the run's start, and give the block the job's log context (and span, when tracing)."""
+
+    __slots__ = ("job", "span")
+
+    def __init__(self, job: ClaimedJob):
+        self.context = JobLogContext(str(job.id), job.pipeline, job.worker)
+        self.request_id = job.request_id or "-"
+        self.job = job
+        self.span = None
+
+    def __enter__(self):
+        job = self.job
+        queue = _queue_of(job.priority)
+        pickup = (job.started_at - job.ready_at).total_seconds() if job.attempts == 1 and job.ready_at else None
+        metrics.job_started(pipeline=job.pipeline, queue=queue, pickup_seconds=pickup)
+        self.tokens = (request_id_var.set(self.request_id), job_log_context.set(self.context))
+        if tracing.enabled():
+            self.span = tracing.job_span(job, queue=queue)
+            self.span.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        try:
+            if self.span is not None:
+                self.span.__exit__(*exc_info)
+        finally:
+            job_log_context.reset(self.tokens[1])
+            request_id_var.reset(self.tokens[0])
 
 
 def stage_observed(job: ClaimedJob, record: StageRecord) -> None:
@@ -69,11 +96,13 @@ def stage_observed(job: ClaimedJob, record: StageRecord) -> None:
     metrics.stage_finished(
         pipeline=job.pipeline, stage_type=record.stage_type, outcome=record.status, seconds=record.duration_ms / 1000
     )
-    tracing.stage_span(job, record)
+    if tracing.enabled():
+        tracing.stage_span(job, record)
 
 
 def run_observed(job: ClaimedJob, status: str | None, duration_ms: int) -> None:
     """Record how a run ended (`status` as job_run returns it) and how long it took."""
     outcome = _OUTCOMES.get(status, "lost")
     metrics.job_finished(pipeline=job.pipeline, outcome=outcome, seconds=duration_ms / 1000)
-    tracing.job_outcome(outcome)
+    if tracing.enabled():
+        tracing.job_outcome(outcome)

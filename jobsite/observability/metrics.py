@@ -26,6 +26,7 @@ import re
 import socket
 from collections import Counter as Tally
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from prometheus_client import Counter, Histogram, values
@@ -34,10 +35,19 @@ MULTIPROCESS_DIR = settings.PROMETHEUS_MULTIPROC_DIR
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:64] or "host"
 
 
-def _process_identifier() -> str:
-    """Names this process's metric files: `<host>-<pid>`, distinct across containers sharing the directory."""
-    return f"{_HOST}-{os.getpid()}"
+_identifier = [f"{_HOST}-{os.getpid()}"]
 
+
+def _process_identifier() -> str:
+    """Names this process's metric files: `<host>-<pid>`, distinct across containers sharing the directory.
+
+    prometheus-client asks on every update (to notice a fork): the name is
+    kept, and renewed in a forked child.
+    """
+    return _identifier[0]
+
+
+os.register_at_fork(after_in_child=lambda: _identifier.__setitem__(0, f"{_HOST}-{os.getpid()}"))
 
 if MULTIPROCESS_DIR:
     os.makedirs(MULTIPROCESS_DIR, exist_ok=True)
@@ -131,6 +141,53 @@ _OUTCOME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # -- recording ---------------------------------------------------------------------------
 
 
+class _PipelineMetrics:
+    """One pipeline's labelled job metrics, looked up once: `labels()` costs as much as the update itself.
+
+    The outcome counters start at zero as soon as the pipeline runs, so a
+    rate over them exists before the first failure.
+    """
+
+    __slots__ = ("durations", "name", "outcomes", "pickups", "stages", "started")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.started = JOBS_STARTED.labels(name)
+        self.outcomes = {outcome: counter.labels(name) for outcome, counter in _OUTCOME_COUNTERS.items()}
+        self.durations: dict[str, Any] = {}
+        self.pickups: dict[str, Any] = {}
+        self.stages: dict[tuple[str, str], Any] = {}
+
+    def duration(self, outcome: str):
+        child = self.durations.get(outcome)
+        if child is None:
+            child = self.durations[outcome] = JOB_DURATION.labels(self.name, outcome)
+        return child
+
+    def pickup(self, queue: str):
+        child = self.pickups.get(queue)
+        if child is None:
+            child = self.pickups[queue] = JOB_PICKUP.labels(self.name, queue)
+        return child
+
+    def stage(self, stage_type: str, outcome: str):
+        child = self.stages.get((stage_type, outcome))
+        if child is None:
+            child = self.stages[(stage_type, outcome)] = STAGE_DURATION.labels(self.name, stage_type, outcome)
+        return child
+
+
+_pipelines: dict[str, _PipelineMetrics] = {}
+
+
+def _pipeline(name: str) -> _PipelineMetrics:
+    # Two threads may build one at once; labels() hands both the same children.
+    found = _pipelines.get(name)
+    if found is None:
+        found = _pipelines[name] = _PipelineMetrics(name)
+    return found
+
+
 def jobs_submitted(pipelines: Iterable[str]) -> None:
     """Count created jobs, given the pipeline name of each."""
     for pipeline, count in Tally(pipelines).items():
@@ -139,26 +196,28 @@ def jobs_submitted(pipelines: Iterable[str]) -> None:
 
 def job_started(*, pipeline: str, queue: str, pickup_seconds: float | None) -> None:
     """Count a claim; `pickup_seconds` is the wait of a first run (None for later runs)."""
-    JOBS_STARTED.labels(pipeline).inc()
+    metrics = _pipeline(pipeline)
+    metrics.started.inc()
     if pickup_seconds is not None:
-        JOB_PICKUP.labels(pipeline, queue).observe(max(pickup_seconds, 0.0))
+        metrics.pickup(queue).observe(max(pickup_seconds, 0.0))
 
 
 def job_finished(*, pipeline: str, outcome: str, seconds: float) -> None:
     """Record how a run ended: `completed`, `failed`, `retrying`, `cancelled`, `handed_back` or `lost`."""
-    counter = _OUTCOME_COUNTERS.get(outcome)
+    metrics = _pipeline(pipeline)
+    counter = metrics.outcomes.get(outcome)
     if counter is not None:
-        counter.labels(pipeline).inc()
-    JOB_DURATION.labels(pipeline, outcome).observe(seconds)
+        counter.inc()
+    metrics.duration(outcome).observe(seconds)
 
 
 def job_cancelled(*, pipeline: str) -> None:
     """Count a job cancelled while it waited (a running one is counted by :func:`job_finished`)."""
-    JOBS_CANCELLED.labels(pipeline).inc()
+    _pipeline(pipeline).outcomes["cancelled"].inc()
 
 
 def stage_finished(*, pipeline: str, stage_type: str, outcome: str, seconds: float) -> None:
-    STAGE_DURATION.labels(pipeline, stage_type, outcome).observe(seconds)
+    _pipeline(pipeline).stage(stage_type, outcome).observe(seconds)
 
 
 def broker_send_failed(*, queue: str) -> None:
