@@ -4,6 +4,8 @@ import json
 import logging
 import sys
 
+import pytest
+
 from jobsite.api.request_id import request_id_var
 from jobsite.logging import JsonFormatter
 from jobsite.observability.jobs import job_logging
@@ -22,7 +24,15 @@ def formatted(rec: logging.LogRecord) -> dict:
     return json.loads(line)
 
 
-def test_every_line_has_the_same_keys_null_where_they_do_not_apply():
+@pytest.fixture
+def outside_any_request():
+    """A thread that served no request (a test client's request leaves its id behind, as a server thread does)."""
+    token = request_id_var.set("-")
+    yield
+    request_id_var.reset(token)
+
+
+def test_every_line_has_the_same_keys_null_where_they_do_not_apply(outside_any_request):
     entry = formatted(record())
     assert list(entry) == KEYS
     assert entry["message"] == "Job j1 done."
@@ -47,7 +57,7 @@ def test_records_made_while_a_job_runs_carry_the_job_and_its_request_id():
     assert (after["request_id"], after["job_id"], after["pipeline"]) == ("web-request", None, None)
 
 
-def test_a_job_created_outside_a_request_has_no_request_id():
+def test_a_job_created_outside_a_request_has_no_request_id(outside_any_request):
     with job_logging(job_id="j-1", request_id="", pipeline="p"):
         assert formatted(record())["request_id"] is None
 

@@ -191,6 +191,23 @@ def test_an_audit_row_that_cannot_be_written_is_counted(user, monkeypatch):
     assert value("jobsite_audit_write_failures_total") == before + 1
 
 
+def test_webhook_attempts_and_latency_are_recorded_with_bounded_outcomes():
+    from jobsite.observability.metrics import webhook_attempt_recorded, webhook_delivery_succeeded
+
+    before = {o: value("jobsite_webhook_attempts_total", outcome=o) for o in ("succeeded", "timeout", "other")}
+    latencies = value("jobsite_webhook_delivery_latency_seconds_count")
+
+    webhook_attempt_recorded(outcome="succeeded", duration_seconds=0.2)
+    webhook_attempt_recorded(outcome="timeout", duration_seconds=10)
+    webhook_attempt_recorded(outcome="https://example.com/hook?id=42", duration_seconds=0.1)  # never a label
+    webhook_delivery_succeeded(latency_seconds=1.5)
+
+    after = {o: value("jobsite_webhook_attempts_total", outcome=o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {"succeeded": 1, "timeout": 1, "other": 1}
+    assert value("jobsite_webhook_attempt_duration_seconds_count", outcome="timeout") >= 1
+    assert value("jobsite_webhook_delivery_latency_seconds_count") == latencies + 1
+
+
 # -- HTTP ------------------------------------------------------------------------------
 
 
