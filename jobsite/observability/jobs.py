@@ -1,7 +1,7 @@
 """What the worker's run path reports: its metrics, the log context of the job it runs, its spans.
 
-jobs.run calls three hooks, each a few counter/histogram updates (a few
-microseconds a job: bench/observability_overhead.py):
+jobs.run calls three hooks, eight counter/histogram updates in all for a
+one-stage job (their cost: bench/observability_overhead.py):
 
 - :class:`job_observed` around a claimed job's run: counts the start (and the
   pickup latency of a first run), makes every log record of the thread carry
