@@ -18,9 +18,12 @@ RUN pip install -r requirements.txt
 
 COPY . .
 # collectstatic needs a key to import settings; it is not used at run time.
+# /var/lib/jobsite/metrics: the processes' metric files (PROMETHEUS_MULTIPROC_DIR), a volume shared
+# by the web server, the workers and the scheduler in docker-compose.
 RUN SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 python manage.py collectstatic --noinput \
- && mkdir -p /app/media && chown -R jobsite /app/media
+ && mkdir -p /app/media /var/lib/jobsite/metrics && chown -R jobsite /app/media /var/lib/jobsite
 
 USER jobsite
 EXPOSE 8000
-CMD ["gunicorn", "jobsite.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]
+# WEB_WORKERS x WEB_THREADS (3 x 4 by default), JSON logs with LOG_FORMAT=json: see deploy/gunicorn.conf.py.
+CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "jobsite.wsgi:application"]

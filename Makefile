@@ -7,7 +7,7 @@ PORT ?= 8000
 # Development defaults for `make run` only; set them in the environment or .env to override.
 RUN_ENV := DEBUG=$${DEBUG:-1} JOBSITE_API_SECRET=$${JOBSITE_API_SECRET:-dev-secret}
 
-.PHONY: run manage test lint format migrate worker web clean
+.PHONY: run manage test lint format migrate worker web clean compose-check
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Needs Docker: bring the docker-compose stack up, submit a job, see it complete, in /metrics and in
+# Prometheus (deploy/compose-check.sh). Creates .env with generated secrets when there is none.
+compose-check:
+	./deploy/compose-check.sh
 
 migrate: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from jobsite.observability import metrics
+
 from .context import AuditContext, current_context
 from .models import AuditLog
 from .redaction import redact, redact_query, redact_text, storable, summarize_body
@@ -180,6 +182,7 @@ def audit_request(
         )
     except Exception:
         logger.exception("Could not write the audit row for %s %s", action, resource_id)
+        metrics.audit_write_failed()
 
 
 def audit_purge_older_than(*, cutoff: datetime, batch_size: int = 5000, dry_run: bool = False) -> Iterator[int]:

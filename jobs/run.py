@@ -38,10 +38,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
+from jobsite.observability.jobs import job_observed, run_observed, stage_observed
 from pipelines.deadline import JobHandBack, StageTimeout
 from pipelines.isolation import StageCancelled, describe, error_traceback, run_stage
 from pipelines.registry import StageContext, UnknownStageType, get_stage_type
@@ -73,6 +74,8 @@ class ClaimedJob:
     webhook_url: str
     request_id: str
     user_id: uuid.UUID | None
+    traceparent: str
+    ready_at: datetime | None  # when it could first start: created, or its run_at if later
     worker: str
 
     @property
@@ -154,26 +157,31 @@ def job_run(*, job_id: str) -> str | None:
         if job is None:
             logger.debug("Job %s is not claimable; message ignored.", job_id)
             return None
-        started = time.monotonic()
-        try:
-            outcome = run_stages(job)
-        except DatabaseError:
-            # Not the job's fault: it stays held, and the heartbeat hands it back once the database answers.
-            logger.exception("Job %s stopped by a database error; it will be handed back.", job.id)
-            raise
-        except Exception as exc:  # a failure of the run path itself, not of a stage
-            logger.exception("Job %s crashed outside its stages.", job.id)
-            outcome = Failed(None, f"{type(exc).__name__}: {exc}")
-        status = record_outcome(job, outcome)
-        logger.info(
-            "Job %s %s: %s attempt %d in %d ms.",
-            job.id,
-            status or "lost",
-            job.pipeline,
-            job.attempts,
-            round((time.monotonic() - started) * 1000),
-        )
-        return status
+        with job_observed(job):
+            logger.debug("Job %s claimed: %s attempt %d.", job.id, job.pipeline, job.attempts)
+            started = time.monotonic()
+            try:
+                outcome = run_stages(job)
+            except DatabaseError:
+                # Not the job's fault: it stays held, and the heartbeat hands it back once the database answers.
+                logger.exception("Job %s stopped by a database error; it will be handed back.", job.id)
+                raise
+            except Exception as exc:  # a failure of the run path itself, not of a stage
+                logger.exception("Job %s crashed outside its stages.", job.id)
+                outcome = Failed(None, f"{type(exc).__name__}: {exc}")
+            status = record_outcome(job, outcome)
+            duration_ms = round((time.monotonic() - started) * 1000)
+            run_observed(job, status, duration_ms)
+            logger.info(
+                "Job %s %s: %s attempt %d in %d ms.",
+                job.id,
+                status or "lost",
+                job.pipeline,
+                job.attempts,
+                duration_ms,
+                extra={"duration_ms": duration_ms},
+            )
+            return status
 
 
 def run_stages(job: ClaimedJob) -> Completed | Failed | Cancelled | HandedBack | Lost:
@@ -390,7 +398,8 @@ WITH j AS (
                             THEN %(now)s ELSE queued_at END
      WHERE id = %(id)s AND {CLAIMABLE}
  RETURNING id, pipeline_id, pipeline_version, pipeline_config, input_data, attempts, max_attempts,
-           priority, checkpoints_since, started_at, debug_mode, webhook_url, request_id, user_id
+           priority, checkpoints_since, started_at, debug_mode, webhook_url, request_id, traceparent,
+           GREATEST(created_at, run_at) AS ready_at, user_id
 ), event AS (
     INSERT INTO jobs_jobevent (id, job_id, type, data, notify, created_at)
     SELECT %(event_id)s, j.id, 'job.started', jsonb_build_object('attempt', j.attempts, 'worker', %(worker)s::text),
@@ -399,7 +408,8 @@ WITH j AS (
  RETURNING notify
 )
 SELECT j.id, p.name, j.pipeline_version, j.pipeline_config, j.input_data, j.attempts, j.max_attempts, j.priority,
-       j.checkpoints_since, j.started_at, j.debug_mode, j.webhook_url, j.request_id, j.user_id,
+       j.checkpoints_since, j.started_at, j.debug_mode, j.webhook_url, j.request_id, j.user_id, j.traceparent,
+       j.ready_at,
        (SELECT notify FROM event)
   FROM j JOIN pipelines_pipeline p ON p.id = j.pipeline_id
 """
@@ -419,6 +429,8 @@ CLAIM_FIELDS = (
     "webhook_url",
     "request_id",
     "user_id",
+    "traceparent",
+    Greatest("created_at", Coalesce("run_at", "created_at")),
 )
 
 
@@ -539,6 +551,9 @@ def _transition(
     `changes` values are plain values, or `F()` expressions written as
     `("sql", orm_expression)` pairs.
     """
+    if record is not None:  # every stage run is written once, through here
+        stage_observed(job, record)
+        logger.debug("Job %s stage %r %s in %d ms.", job.id, record.name, record.status, record.duration_ms)
     if _fast_sql():
         return _transition_sql(job, from_statuses, changes, record, result, event, now)
     with transaction.atomic():

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from jobsite.api.authentication import is_service
 
-from .models import Job, JobStatus, WorkerProcess
+from .models import Job, JobEvent, JobStatus, WorkerProcess
 
 
 def can_see_all_jobs(user) -> bool:
@@ -66,3 +66,22 @@ def live_workers(*, now=None) -> QuerySet[WorkerProcess]:
 def jobs_finished_since(since) -> int:
     """How many jobs completed or failed since `since`."""
     return Job.objects.filter(status__in=[JobStatus.COMPLETED, JobStatus.FAILED], completed_at__gte=since).count()
+
+
+def outbox_backlog(*, now=None) -> dict[str, int]:
+    """Outbox rows waiting past their grace: jobs the broker never got, and events not yet dispatched.
+
+    `pending_jobs`: pending longer than JOB_OUTBOX_RESEND_SECONDS (recovery re-sends
+    them); `undispatched_events`: events someone listens to, not handed to the
+    webhooks dispatcher JOB_EVENT_DISPATCH_GRACE_SECONDS after they were written.
+    Both counts use partial or status indexes.
+    """
+    now = now or timezone.now()
+    jobs_since = now - timedelta(seconds=settings.JOB_OUTBOX_RESEND_SECONDS)
+    events_since = now - timedelta(seconds=settings.JOB_EVENT_DISPATCH_GRACE_SECONDS)
+    return {
+        "pending_jobs": Job.objects.filter(status=JobStatus.PENDING, updated_at__lt=jobs_since).count(),
+        "undispatched_events": JobEvent.objects.filter(
+            notify=True, dispatched_at__isnull=True, created_at__lt=events_since
+        ).count(),
+    }

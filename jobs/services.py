@@ -25,6 +25,7 @@ from audit.models import AuditLog
 from audit.services import audit_entries, audit_record, audit_written
 from jobsite.broker.bulk import enqueue_many
 from jobsite.bulk_insert import insert_values
+from jobsite.observability import metrics
 from pipelines.models import Pipeline
 from pipelines.schemas import input_validator
 
@@ -339,6 +340,7 @@ def _create_jobs(valid: list, context: SubmitContext, now: datetime) -> list[Job
             transaction.on_commit(lambda: _send_after_commit(jobs, now))
     for job in jobs:
         job.duplicate = False
+    metrics.jobs_submitted(job.pipeline.name for job in jobs)
     return jobs
 
 
@@ -386,6 +388,8 @@ def _send_after_commit(jobs: list[Job], now: datetime) -> None:
         enqueue_many([_message(job, now) for job in jobs])
     except Exception:
         logger.exception("Could not send %d job(s) to the broker; they will be re-sent.", len(jobs))
+        for job in jobs:
+            metrics.broker_send_failed(queue=band_queue(job.priority))
         return
     pending = [job for job in jobs if job.status == JobStatus.PENDING]
     if pending:
@@ -432,6 +436,7 @@ def _send(job_id, *, delay_ms: int | None, priority: int) -> bool:
         _actor_for(priority).send_with_options(args=(str(job_id),), delay=delay_ms, priority=priority)
     except Exception:
         logger.exception("Could not send job %s to the broker; it will be re-sent.", job_id)
+        metrics.broker_send_failed(queue=band_queue(priority))
         return False
     return True
 
@@ -504,6 +509,8 @@ def job_cancel(*, job_id: uuid.UUID) -> Job:
             raise JobStateError(job, "cancelled")
         job.save(update_fields=["status", "completed_at", "updated_at"])
         audit_record(app="jobs", entity="job", verb="cancel", resource_id=job.pk, details={"status": job.status})
+    if job.status == JobStatus.CANCELLED:  # a running job is counted by its worker when it stops
+        metrics.job_cancelled(pipeline=job.pipeline.name)
     return job
 
 

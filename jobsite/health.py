@@ -1,6 +1,8 @@
 """Health endpoints for load balancers, orchestrators and operators.
 
-Anyone may ask whether the service is up: the answer is `{"status": "ok"}`
+`/health` is liveness (the process serves; it asks nothing else), `/health/db`
+and `/health/queue` check one dependency each, and `/health/ready` whether the
+deployment can take and run jobs now. Anyone may ask whether the service is up: the answer is `{"status": "ok"}`
 (200) or `{"status": "unavailable"}` (503), nothing more. The detail (database
 vendor, queue depths, throughput, live workers, the error that made a check
 fail) names hosts, processes and internals, so it is added only for an
@@ -45,15 +47,21 @@ class CredentialedCallerThrottle(PrincipalRateThrottle):
         return super().buckets(request)
 
 
-def may_see_detail(request) -> bool:
-    """Tell whether the caller may see the health detail (see the module docstring)."""
-    if settings.HEALTH_DETAIL_PUBLIC or is_service(request.user):
+def is_operator(request) -> bool:
+    """Tell whether the caller is an operator: the service principal, or a user with
+    `jobs.view_all_jobs` (staff, in an admin session) whose key, if any, covers it."""
+    if is_service(request.user):
         return True
     if not (request.user and request.user.is_authenticated):
         return False
     if isinstance(request.successful_authenticator, SessionAuthentication) and not request.user.is_staff:
         return False
     return principal_has_perm(request, DETAIL_PERMISSION)
+
+
+def may_see_detail(request) -> bool:
+    """Tell whether the caller may see the health detail (see the module docstring)."""
+    return settings.HEALTH_DETAIL_PUBLIC or is_operator(request)
 
 
 class HealthView(ThrottledFirstMixin, APIView):
@@ -110,6 +118,48 @@ class QueueHealthView(HealthView):
         return self.answer(True, {"queues": depths, **_queue_activity()})
 
 
+class ReadinessView(HealthView):
+    """200 when jobs submitted now would run: the database and the broker answer, a live
+    worker consumes each queue, and the outbox is not backing up; 503 otherwise.
+
+    The outbox backs up when more than READY_OUTBOX_BACKLOG_MAX jobs stay
+    pending past JOB_OUTBOX_RESEND_SECONDS (the broker does not take them),
+    or as many job events someone listens to wait undispatched past
+    JOB_EVENT_DISPATCH_GRACE_SECONDS. Operators see each check's finding.
+    """
+
+    def get(self, request):
+        from dramatiq.errors import BrokerConnectionError
+
+        from jobs import selectors
+
+        from .broker.depth import broker_queue_depths
+        from .observability.collectors import declared_queues
+
+        checks: dict[str, dict] = {}
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+            consumed = {queue for worker in selectors.live_workers().only("queues") for queue in worker.queues or ()}
+            backlog = selectors.outbox_backlog()
+        except DatabaseError as exc:
+            logger.warning("Readiness: the database did not answer: %s", exc)
+            return self.answer(False, {"checks": {"database": {"ok": False, "error": str(exc)}}})
+        checks["database"] = {"ok": True}
+        try:
+            broker_queue_depths()
+            checks["broker"] = {"ok": True}
+        except BrokerConnectionError as exc:
+            logger.warning("Readiness: the broker did not answer: %s", exc)
+            checks["broker"] = {"ok": False, "error": str(exc)}
+        unserved = [queue for queue in declared_queues() if queue not in consumed]
+        checks["workers"] = {"ok": not unserved, "queues_without_workers": unserved}
+        limit = settings.READY_OUTBOX_BACKLOG_MAX
+        checks["outbox"] = {"ok": max(backlog.values()) <= limit, **backlog, "limit": limit}
+        return self.answer(all(check["ok"] for check in checks.values()), {"checks": checks})
+
+
 def _queue_activity() -> dict:
     from jobs import selectors
 
@@ -129,3 +179,4 @@ def _queue_activity() -> dict:
 liveness = LivenessView.as_view()
 database = DatabaseHealthView.as_view()
 queue = QueueHealthView.as_view()
+ready = ReadinessView.as_view()

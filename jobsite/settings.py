@@ -63,6 +63,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that they time and see every request, whatever the middleware below answers.
+    "jobsite.observability.middleware.HttpMetricsMiddleware",
+    "jobsite.observability.tracing.TracingMiddleware",
     "jobsite.api.request_id.RequestIdMiddleware",
     "jobsite.api.errors.ApiErrorShapeMiddleware",
     "jobsite.api.slash.ApiTrailingSlashMiddleware",
@@ -508,6 +511,30 @@ DB_BROKER_POLL_INTERVAL_MS = env.int("DB_BROKER_POLL_INTERVAL_MS", default=200)
 # Dead-lettered messages of the database broker are deleted after this many days
 # (Redis and RabbitMQ drop theirs after 7); the hourly maintenance does it.
 DB_BROKER_DEAD_LETTER_TTL_DAYS = env.int("DB_BROKER_DEAD_LETTER_TTL_DAYS", default=7)
+
+# --- Observability -------------------------------------------------------------
+
+# Every process (gunicorn workers, Dramatiq worker processes, the scheduler) writes
+# its metrics to files in this directory, and /metrics on any web process adds up
+# all of them: set it to one directory that they all share (a volume in
+# docker-compose). Unset: each process counts in memory and /metrics shows the
+# process that serves it (development). prometheus-client reads the variable too.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# /metrics is open to everyone when on; otherwise to operators (as the health
+# detail) and to scrapers presenting one of these tokens as `Authorization: Bearer <token>`.
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
+METRICS_TOKENS = env.list("METRICS_TOKEN", default=[])
+if any(len(token) < 16 for token in METRICS_TOKENS):
+    raise ImproperlyConfigured("METRICS_TOKEN: each scrape token must be at least 16 characters long.")
+# /health/ready fails when outbox rows wait longer than their grace: pending jobs
+# past JOB_OUTBOX_RESEND_SECONDS, or job events someone listens to and not yet
+# dispatched after JOB_EVENT_DISPATCH_GRACE_SECONDS, more than this many.
+READY_OUTBOX_BACKLOG_MAX = env.int("READY_OUTBOX_BACKLOG_MAX", default=100)
+JOB_EVENT_DISPATCH_GRACE_SECONDS = env.int("JOB_EVENT_DISPATCH_GRACE_SECONDS", default=10)
+# Traces: on when an OTLP/HTTP endpoint is set (a collector, e.g. http://otel-collector:4318);
+# needs the optional packages of requirements-otel.txt. Off by default.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="jobsite")
 
 # --- Logging -------------------------------------------------------------------
 

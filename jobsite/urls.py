@@ -6,12 +6,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from jobs.api.seeds.urls import starter_patterns, task_patterns
 
 from . import health
+from .observability.views import metrics_view
 
 urlpatterns = [
     # With or without the trailing slash: probes are configured both ways.
     re_path(r"^health/?$", health.liveness, name="health"),
     re_path(r"^health/db/?$", health.database, name="health-db"),
     re_path(r"^health/queue/?$", health.queue, name="health-queue"),
+    re_path(r"^health/ready/?$", health.ready, name="health-ready"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("jobsite.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -28,6 +28,9 @@ from django.utils import timezone
 from audit.redaction import is_sensitive_name
 from audit.services import audit_record
 from jobs.models import Job, JobEvent
+from jobs.workers import worker_id
+from jobsite.observability.jobs import job_logging
+from jobsite.observability.tracing import span_from_traceparent
 from jobsite.outbound import UnsafeURL, check_url
 
 from . import metrics, transport
@@ -386,7 +389,18 @@ def webhook_delivery_attempt(*, delivery_id) -> str | None:
     if not due.update(locked_until=lease):
         return None
     delivery = WebhookDelivery.objects.select_related("subscription").get(pk=delivery_id)
-    return _attempt(delivery, lease)
+    job = Job.objects.filter(pk=delivery.job_id).values_list("request_id", "traceparent", "pipeline__name").first()
+    request_id, traceparent, pipeline = job or ("", "", "")
+    # The attempt's log lines carry the job and the request that created it; its span continues the job's trace.
+    with (
+        job_logging(
+            job_id=str(delivery.job_id or ""), request_id=request_id, pipeline=pipeline or "", worker=worker_id()
+        ),
+        span_from_traceparent(
+            "webhook delivery", traceparent, kind="client", attributes={"event": delivery.event_type}
+        ),
+    ):
+        return _attempt(delivery, lease)
 
 
 class _Undeliverable(Exception):
@@ -413,6 +427,24 @@ def _target(delivery: WebhookDelivery, now: datetime) -> tuple[str, list[str]]:
 
 
 def _attempt(delivery: WebhookDelivery, lease: datetime) -> str | None:
+    """Make one attempt (the delivery leased until `lease`).
+
+    Its log lines carry the job and the request id of the call that created
+    the job; its span continues the job's trace.
+    """
+    job = Job.objects.filter(pk=delivery.job_id).values_list("request_id", "traceparent", "pipeline__name").first()
+    request_id, traceparent, pipeline = job or ("", "", "")
+    span = {"kind": "client", "attributes": {"event": delivery.event_type}}
+    with (
+        job_logging(
+            job_id=str(delivery.job_id or ""), request_id=request_id, pipeline=pipeline or "", worker=worker_id()
+        ),
+        span_from_traceparent("webhook delivery", traceparent, **span),
+    ):
+        return _attempt_now(delivery, lease)
+
+
+def _attempt_now(delivery: WebhookDelivery, lease: datetime) -> str | None:
     started_at = timezone.now()
     try:
         url, secrets = _target(delivery, started_at)

@@ -16,6 +16,7 @@ from rest_framework.exceptions import ValidationError
 from jobsite.api.authentication import is_service
 from jobsite.api.errors import ApiError
 from jobsite.api.representation import thread_serializer
+from jobsite.observability.tracing import current_traceparent
 
 from .. import services
 from ..models import Job
@@ -73,7 +74,8 @@ class JobSubmitting:
         return services.SubmitContext(
             created_by=None if is_service(request.user) else request.user,
             request_id=getattr(request._request, "request_id", ""),
-            traceparent=traceparent if TRACEPARENT.match(traceparent) else "",
+            # With tracing on, the job continues this request's span; otherwise the caller's trace as it came.
+            traceparent=current_traceparent() or (traceparent if TRACEPARENT.match(traceparent) else ""),
         )
 
     def submit_errors(self, exc: services.JobSubmitError) -> ValidationError:

@@ -40,8 +40,11 @@ class RequestIdMiddleware:
 
 
 def _install_record_factory() -> None:
-    """Stamp every log record with the current request id when it is created,
-    so that any handler or formatter (not just ours) sees it."""
+    """Stamp every log record with the current request id, and the job a worker
+    thread runs (`job_id`, `pipeline`, `worker`, only while it runs one), when
+    it is created, so that any handler or formatter (not just ours) sees them."""
+    from jobsite.logging import job_log_context
+
     previous = logging.getLogRecordFactory()
     if getattr(previous, "adds_request_id", False):
         return
@@ -49,6 +52,9 @@ def _install_record_factory() -> None:
     def factory(*args, **kwargs):
         record = previous(*args, **kwargs)
         record.request_id = request_id_var.get()
+        job = job_log_context.get()
+        if job is not None:
+            record.job_id, record.pipeline, record.worker = job.job_id, job.pipeline, job.worker
         return record
 
     factory.adds_request_id = True
@@ -58,8 +64,8 @@ def _install_record_factory() -> None:
 class RequestIdLogFilter(logging.Filter):
     """Make sure every record has `request_id` (used by the LOGGING formatters).
 
-    Configuring it also installs a record factory that stamps the id on every
-    record at creation.
+    Configuring it also installs a record factory that stamps the request id
+    and the running job on every record at creation.
     """
 
     def __init__(self, name=""):

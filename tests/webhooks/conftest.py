@@ -8,20 +8,12 @@ from standardwebhooks.webhooks import Webhook
 from jobs.models import JobEvent, JobEventType, JobStatus
 from jobs.run import job_run
 from tests.factories import JobFactory, PipelineFactory
-from webhooks import metrics
 
 
 @pytest.fixture(autouse=True)
 def private_allowed(settings):
     """Receivers run on 127.0.0.1: private addresses are allowed unless a test says otherwise."""
     settings.ALLOW_PRIVATE_NETWORK_URLS = True
-
-
-@pytest.fixture(autouse=True)
-def _fresh_metrics():
-    metrics.reset()
-    yield
-    metrics.reset()
 
 
 @pytest.fixture
