@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from .admin_site import ReadOnlyAdminMixin
 from .models import AuditLog
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The audit trail: read-only, filterable, searchable."""
 
     list_display = ["timestamp", "principal", "action", "resource_type", "resource_id", "success", "status_code"]
@@ -16,12 +17,3 @@ class AuditLogAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in AuditLog._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -66,6 +66,20 @@ def _record_deletes(model, targets: list[tuple[str, str]]) -> None:
         )
 
 
+class ReadOnlyAdminMixin:
+    """A ModelAdmin over history that must not be edited (audit rows, deliveries, stage runs, broker rows):
+    rows are viewed, never added, changed or deleted through the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class AuditedAdminSite(admin.AdminSite):
     """The default admin site, with every ModelAdmin's deletes audited."""
 

@@ -32,6 +32,7 @@ from django.utils.safestring import mark_safe
 from django_dramatiq.models import Task
 from dramatiq.errors import BrokerConnectionError
 
+from audit.admin_site import ReadOnlyAdminMixin
 from audit.context import admin_context
 from audit.models import AuditLog
 from jobsite.api.pagination import bounded_count
@@ -308,6 +309,16 @@ class ActionFilter(InputFilter):
 # --- The job list and the job page --------------------------------------------------------
 
 
+def _column(name: str, description: str, ordering: str | None = None):
+    """A column of the job list: its header and sort field; its cell comes from `_safe_cell(name, job)`."""
+
+    def cell(self, obj):
+        return _safe_cell(name, obj)
+
+    cell.__name__ = name
+    return admin.display(description=description, ordering=ordering)(cell)
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = [
@@ -370,7 +381,9 @@ class JobAdmin(admin.ModelAdmin):
     def has_retry_permission(self, request, obj=None):
         return request.user.has_perm("jobs.retry_job")
 
-    has_requeue_permission = has_retry_permission
+    def has_requeue_permission(self, request, obj=None):
+        # Taking a job from the worker that holds it is recovery's, so the operators': they see every job.
+        return request.user.has_perm("jobs.retry_job") and selectors.can_see_all_jobs(request.user)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -388,51 +401,19 @@ class JobAdmin(admin.ModelAdmin):
             criteria = criteria.narrowed(owner=str(request.user.pk))
         return criteria
 
-    # -- columns --------------------------------------------------------------------------
+    # -- columns (the list's rows are rendered by result_rows(); these name and order them) ------
 
-    @admin.display(description="id")
-    def short_id(self, obj):
-        return _safe_cell("short_id", obj)
-
-    @admin.display(description="pipeline")
-    def pipeline_shown(self, obj):
-        return _safe_cell("pipeline_shown", obj)
-
-    @admin.display(description="status")
-    def status_shown(self, obj):
-        return _safe_cell("status_shown", obj)
-
-    @admin.display(description="prio", ordering="priority")
-    def priority_shown(self, obj):
-        return _safe_cell("priority_shown", obj)
-
-    @admin.display(description="username")
-    def username_shown(self, obj):
-        return _safe_cell("username_shown", obj)
-
-    @admin.display(description="action")
-    def action_shown(self, obj):
-        return _safe_cell("action_shown", obj)
-
-    @admin.display(description="tries")
-    def attempts_shown(self, obj):
-        return _safe_cell("attempts_shown", obj)
-
-    @admin.display(description="progress")
-    def progress_shown(self, obj):
-        return _safe_cell("progress_shown", obj)
-
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj):
-        return _safe_cell("created", obj)
-
-    @admin.display(description="duration", ordering="duration_ms")
-    def duration(self, obj):
-        return _safe_cell("duration", obj)
-
-    @admin.display(description="error")
-    def error_shown(self, obj):
-        return _safe_cell("error_shown", obj)
+    short_id = _column("short_id", "id")
+    pipeline_shown = _column("pipeline_shown", "pipeline")
+    status_shown = _column("status_shown", "status")
+    priority_shown = _column("priority_shown", "prio", ordering="priority")
+    username_shown = _column("username_shown", "username")
+    action_shown = _column("action_shown", "action")
+    attempts_shown = _column("attempts_shown", "tries")
+    progress_shown = _column("progress_shown", "progress")
+    created = _column("created", "created", ordering="created_at")
+    duration = _column("duration", "duration", ordering="duration_ms")
+    error_shown = _column("error_shown", "error")
 
     # -- the list -------------------------------------------------------------------------
 
@@ -820,7 +801,7 @@ class OwnJobsMixin:
 
 
 @admin.register(StageRun)
-class StageRunAdmin(OwnJobsMixin, admin.ModelAdmin):
+class StageRunAdmin(ReadOnlyAdminMixin, OwnJobsMixin, admin.ModelAdmin):
     list_display = [
         "job_link",
         "index",
@@ -849,18 +830,9 @@ class StageRunAdmin(OwnJobsMixin, admin.ModelAdmin):
     def took(self, obj):
         return duration(obj.duration_ms)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(JobResult)
-class JobResultAdmin(OwnJobsMixin, admin.ModelAdmin):
+class JobResultAdmin(ReadOnlyAdminMixin, OwnJobsMixin, admin.ModelAdmin):
     list_display = ["job_link", "size_bytes", "stored_as", "processing_time", "created_at", "expires_at", "download"]
     search_fields = ["job__id"]
     search_help_text = "A full job id."
@@ -893,15 +865,6 @@ class JobResultAdmin(OwnJobsMixin, admin.ModelAdmin):
         url = reverse("admin:jobs_job_result", args=[obj.job_id])
         return format_html('<a href="{}">JSON</a>', url)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 # --- Workers -----------------------------------------------------------------------------------
 
@@ -927,7 +890,7 @@ class WorkerStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(WorkerProcess)
-class WorkerProcessAdmin(admin.ModelAdmin):
+class WorkerProcessAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Each worker process with the jobs it holds now and what it finished in the last hour."""
 
     list_display = [
@@ -1035,15 +998,6 @@ class WorkerProcessAdmin(admin.ModelAdmin):
             ),
         )
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 def _query(params: dict) -> str:
     from urllib.parse import urlencode
@@ -1055,7 +1009,7 @@ def _query(params: dict) -> str:
 
 
 @admin.register(BulkOperation)
-class BulkOperationAdmin(admin.ModelAdmin):
+class BulkOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Background operations started from the job list or failure triage, with their progress."""
 
     list_display = [
@@ -1160,12 +1114,3 @@ class BulkOperationAdmin(admin.ModelAdmin):
             bulk.bulk_operation_stop(operation_id=operation.pk)
         self.message_user(request, "Asked the operation to stop.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:jobs_bulkoperation_change", args=[operation.pk]))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

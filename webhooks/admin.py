@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from audit.admin_site import ReadOnlyAdminMixin
 from audit.context import admin_context
 
 from . import services
@@ -113,7 +114,7 @@ class WebhookAttemptInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyDeliveryAdmin(admin.ModelAdmin):
+class ReadOnlyDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "event_type",
@@ -139,15 +140,6 @@ class ReadOnlyDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="Target")
     def target(self, obj):
         return "job callback" if obj.is_callback else "subscription"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_redeliver_permission(self, request):
         return request.user.has_perm("webhooks.redeliver_webhookdelivery")

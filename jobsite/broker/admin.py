@@ -3,6 +3,7 @@ from collections import defaultdict
 import dramatiq
 from django.contrib import admin, messages
 
+from audit.admin_site import ReadOnlyAdminMixin
 from audit.context import admin_context
 
 from . import dead_letters
@@ -11,7 +12,7 @@ from .models import BrokerMessage
 
 
 @admin.register(BrokerMessage)
-class BrokerMessageAdmin(admin.ModelAdmin):
+class BrokerMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The database broker's messages; shown only while the database broker is the configured one.
 
     Dead letters of any broker are on the admin's Dead letters page.
@@ -29,15 +30,6 @@ class BrokerMessageAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return isinstance(dramatiq.get_broker(), DatabaseBroker) and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_requeue_permission(self, request):
         return request.user.has_perm("broker.change_brokermessage")

@@ -31,7 +31,8 @@ def test_requeue_puts_a_held_job_back_on_the_queue_and_records_why(stub_broker, 
         assert job_requeue(job_id=job.pk, reason="stuck, requeued by op") == "requeue"
     job.refresh_from_db()
     assert job.status == JobStatus.QUEUED  # sent again after the commit
-    assert job.locked_by == "" and job.attempts == 1
+    # No longer held (locked_at cleared); locked_by keeps naming the worker of the last attempt.
+    assert job.locked_at is None and job.locked_by == "box:1:aa/Thread-1" and job.attempts == 1
     assert str(job.pk) in sent_job_ids(stub_broker)
     assert StageRun.objects.get(job=job).error == "Interrupted: stuck, requeued by op"
     row = AuditLog.objects.get(resource_id=str(job.pk))

@@ -121,7 +121,7 @@ def _submit(url, pipeline, **body):
     response = requests.post(f"{url}/api/v1/jobs/", json={"pipeline": pipeline, "input_data": {}, **body},
                              headers=api_headers(), timeout=10)  # fmt: skip
     assert response.status_code == 201, response.text
-    return response.json()["id"]
+    return response.json()["job_id"]
 
 
 def _status(job_id):
