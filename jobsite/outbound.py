@@ -54,7 +54,7 @@ def _parse_address(text: str) -> IPAddress:
     return ipaddress.ip_address(text.split("%", 1)[0])
 
 
-def check_url(url: str, *, allow_private: bool | None = None) -> None:
+def check_url(url: str, *, allow_private: bool | None = None, resolve: bool = True) -> None:
     """Raise :class:`UnsafeURL` unless `url` is an http(s) URL the service may request.
 
     The URL must be http or https, name a host and carry no credentials (they
@@ -62,7 +62,9 @@ def check_url(url: str, *, allow_private: bool | None = None) -> None:
     addresses are allowed (`allow_private`, by default the
     `ALLOW_PRIVATE_NETWORK_URLS` setting), the host is resolved and refused if
     any of its addresses is not public: an attacker who controls the DNS answer
-    may choose which of them the client connects to.
+    may choose which of them the client connects to. With `resolve=False` (a
+    cheap check when a URL is stored, the request itself checking again) only a
+    host written as an address, or `localhost`, is judged.
     """
     if allow_private is None:
         allow_private = settings.ALLOW_PRIVATE_NETWORK_URLS
@@ -79,6 +81,9 @@ def check_url(url: str, *, allow_private: bool | None = None) -> None:
         raise UnsafeURL("The URL has no host.")
     if allow_private:
         return
+    if not resolve:
+        _refuse_private_literal(parts.hostname)
+        return
     try:
         answers = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError; bad IDNA labels raise UnicodeError
@@ -89,6 +94,22 @@ def check_url(url: str, *, allow_private: bool | None = None) -> None:
                 f"The host {parts.hostname!r} resolves to {sockaddr[0]}, which is not a public address "
                 "(set ALLOW_PRIVATE_NETWORK_URLS to allow private networks)."
             )
+
+
+def _refuse_private_literal(host: str) -> None:
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        raise UnsafeURL(
+            f"The host {host!r} is this machine (set ALLOW_PRIVATE_NETWORK_URLS to allow private networks)."
+        )
+    try:
+        address = _parse_address(host)
+    except ValueError:
+        return  # a name: resolved when the request is made
+    if not is_public_address(address):
+        raise UnsafeURL(
+            f"The host {host} is not a public address (set ALLOW_PRIVATE_NETWORK_URLS to allow private networks)."
+        )
 
 
 def _refuse_private_peer(sock: socket.socket) -> None:

@@ -301,6 +301,36 @@ def test_webhook_urls_without_credentials_are_accepted(service_client, demo_pipe
     assert Job.objects.get().webhook_url == url
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:5432/",
+        "http://localhost:8000/admin/",
+        "http://api.localhost/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/cb",
+        "http://[::1]/cb",
+        "http://[::ffff:192.168.0.1]/cb",
+        "ftp://hooks.example.com/cb",
+    ],
+)
+def test_webhook_urls_the_service_may_not_call_are_refused(service_client, demo_pipelines, url, settings):
+    settings.ALLOW_PRIVATE_NETWORK_URLS = False
+    body = {"pipeline": "sample_task", "input_data": {}, "webhook_url": url}
+    response = service_client.post(JOBS_URL, body, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["webhook_url"]
+    assert not Job.objects.exists()
+
+
+def test_private_webhook_urls_are_accepted_when_private_networks_are_allowed(service_client, demo_pipelines, settings):
+    settings.ALLOW_PRIVATE_NETWORK_URLS = True
+    body = {"pipeline": "sample_task", "input_data": {}, "webhook_url": "http://127.0.0.1:9000/cb"}
+    response = service_client.post(JOBS_URL, body, format="json")
+    assert response.status_code == 201
+    assert Job.objects.get().webhook_url == "http://127.0.0.1:9000/cb"
+
+
 def test_an_object_named_with_a_nul_is_404_not_503(user):
     credentials.api_key_for(user)
     response = APIClient().delete("/api/v1/auth/api-keys/%00/", **credentials.jwt_for(user))

@@ -72,28 +72,35 @@ def webhook_url_check(url: str) -> None:
     resolve to public addresses only, unless ALLOW_PRIVATE_NETWORK_URLS (the
     address is checked again at every attempt).
     """
-    problems = []
+    problems = webhook_url_problems(url, signed_with="the secret")
+    if problems:
+        raise WebhookInputError({"url": problems})
+
+
+def webhook_url_problems(url: str, *, signed_with: str, resolve: bool = True) -> list[str]:
+    """What is wrong with `url` as a place to deliver events; `resolve=False` judges only a literal host."""
     try:
         parts = urlsplit(url)
     except ValueError:
-        raise WebhookInputError({"url": ["Enter a valid URL."]}) from None
+        return ["Enter a valid URL."]
+    problems = []
     if parts.scheme.lower() not in ("http", "https"):
         problems.append("Must be an http or https URL.")
     if parts.username is not None or parts.password is not None:
-        problems.append("Must not contain credentials (user:password@); deliveries are signed with the secret.")
+        problems.append(f"Must not contain credentials (user:password@); deliveries are signed with {signed_with}.")
     names = [name for part in (parts.query, parts.fragment) for name, _ in parse_qsl(part, keep_blank_values=True)]
     secret_names = sorted({name for name in names if is_sensitive_name(name)})
     if secret_names:
         problems.append(
-            f"Must not carry secrets in its query ({', '.join(secret_names)}); deliveries are signed with the secret."
+            f"Must not carry secrets in its query ({', '.join(secret_names)}); "
+            f"deliveries are signed with {signed_with}."
         )
     if not problems:
         try:
-            check_url(url)
+            check_url(url, resolve=resolve)
         except UnsafeURL as exc:
             problems.append(str(exc))
-    if problems:
-        raise WebhookInputError({"url": problems})
+    return problems
 
 
 def webhook_events_check(events) -> list[str]:
