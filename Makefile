@@ -26,8 +26,9 @@ run: $(VENV)/.installed
 manage: $(VENV)/.installed
 	$(PY) manage.py $(ARGS)
 
+# pytest-xdist: one worker per core (at most 4), each test file on one worker (its servers started once).
 test: $(VENV)/.installed
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --maxprocesses 4 --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

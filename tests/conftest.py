@@ -35,18 +35,38 @@ class LogCapture(logging.Handler):
 RUN_LOG = LogCapture()
 
 
+WORKER_SCANS: list[dict] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Under pytest-xdist: collect what each worker's own scan found (see pytest_sessionfinish)."""
+    scan = getattr(node, "workeroutput", {}).get("log_scan")
+    if scan:
+        WORKER_SCANS.append(scan)
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Fail the run if any secret handed out by a test appears in any log line."""
+    """Fail the run if any secret handed out by a test appears in any log line.
+
+    Under pytest-xdist every worker scans its own lines and hands what it found to the controller,
+    which fails the run.
+    """
     logging.getLogger().removeHandler(RUN_LOG)
     secrets = credentials.SECRETS | {settings.JOBSITE_API_SECRET}
     leaked = sorted({secret[:12] + "…" for secret in secrets for line in RUN_LOG.lines if secret in line})
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["log_scan"] = {"lines": len(RUN_LOG.lines), "leaked": leaked}
+        return
+    leaked = sorted(set(leaked).union(*(scan["leaked"] for scan in WORKER_SCANS)))
+    lines = len(RUN_LOG.lines) + sum(scan["lines"] for scan in WORKER_SCANS)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if leaked:
         if reporter:
             reporter.write_line(f"SECRETS LEAKED INTO LOGS: {', '.join(leaked)}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     elif reporter:
-        reporter.write_line(f"log scan: {len(RUN_LOG.lines)} log lines checked for {len(secrets)} secrets, none found")
+        reporter.write_line(f"log scan: {lines} log lines checked for the run's secrets, none found")
 
 
 def pytest_sessionstart(session):

@@ -14,9 +14,25 @@ os.environ.setdefault("JOBSITE_API_SECRET", "test-api-secret")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECURE_COOKIES", "0")
 # The broker the end-to-end workers use; the in-process broker is the stub.
-TEST_BROKER_URL = os.environ.get("DRAMATIQ_BROKER_URL", "db")
+# Kept in the environment too: pytest-xdist's workers inherit the controller's environment, where
+# DRAMATIQ_BROKER_URL is already "stub".
+TEST_BROKER_URL = os.environ.setdefault("TEST_BROKER_URL", os.environ.get("DRAMATIQ_BROKER_URL", "db"))
 os.environ["DRAMATIQ_BROKER_URL"] = "stub"
-TEST_REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+def _worker_redis_url(url: str) -> str:
+    """Under pytest-xdist each worker flushes its own Redis database: REDIS_URL's index + the worker's number."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base + int(worker[2:])) % 16}"))
+
+
+TEST_REDIS_URL = _worker_redis_url(os.environ.get("REDIS_URL", ""))
 # Comma-separated services that must be present: a missing one fails the run.
 TEST_REQUIRE_SERVICES = {s for s in os.environ.get("TEST_REQUIRE_SERVICES", "").split(",") if s}
 

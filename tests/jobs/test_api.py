@@ -16,6 +16,8 @@ from tests.conftest import grant_role
 from tests.factories import JobFactory, PipelineFactory, UserFactory
 
 JOBS_URL = "/api/v1/jobs/"
+# Fixed, not uuid4(): parametrized ids must be the same in every pytest-xdist worker.
+UNKNOWN_ID = "73f8e456-3b50-4b5c-b171-3c07af427102"
 REQUEST_ID = "test-request-0042"
 
 # The LLM workflow service's JobSummary, exactly, then jobsite's extras.
@@ -251,7 +253,7 @@ def test_submit_with_a_wrong_api_secret_is_a_401(demo_pipelines):
     assert Job.objects.count() == 0
 
 
-@pytest.mark.parametrize("url", [f"{JOBS_URL}{uuid.uuid4()}/", f"{JOBS_URL}{uuid.uuid4()}/result/"])
+@pytest.mark.parametrize("url", [f"{JOBS_URL}{UNKNOWN_ID}/", f"{JOBS_URL}{UNKNOWN_ID}/result/"])
 def test_reads_without_credentials_are_a_401(anon_client, db, url):
     assert_error(get(anon_client, url), 401, "not_authenticated")
 

@@ -1,7 +1,6 @@
 """`GET /api/v1/jobs/`: filters, `limit_results`, pagination bounds, ordering, the summary shape, the count."""
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
@@ -192,7 +191,7 @@ def test_submitter_filtering_on_their_own_id_gets_their_jobs(submitter_client, u
     assert sorted(result_ids(body)) == sorted(as_ids(jobs_of_two_users["own"]))
 
 
-@pytest.mark.parametrize("value", ["not-a-uuid", "123", str(uuid.uuid4())[:-1]])
+@pytest.mark.parametrize("value", ["not-a-uuid", "123", "4b6a9ef8-a991-49a5-a3dc-39ce02f1adb"])
 def test_invalid_user_id_is_rejected(service_client, db, value):
     assert_rejected(list_jobs(service_client, {"user_id": value}), "user_id")
 
