@@ -115,8 +115,12 @@ def stub_broker():
     """The in-process StubBroker, emptied before and after the test."""
     broker = dramatiq.get_broker()
     broker.flush_all()
+    declared = set(broker.queues)
     yield broker
     broker.flush_all()
+    for name in set(broker.queues) - declared:  # a queue a test declared must not outlive it
+        del broker.queues[name]
+        broker.delay_queues.discard(name)
 
 
 def grant_role(user, role: str):
