@@ -126,6 +126,30 @@ def test_dead_letters_older_than_the_retention_are_pruned():
     assert _rows(BrokerMessage.State.READY).count() == 1
 
 
+def test_the_hourly_maintenance_prunes_past_the_configured_retention(settings, monkeypatch):
+    from dramatiq_crontab import scheduler
+
+    from jobsite.broker.actors import broker_prune_dead_letters
+
+    broker = _broker()
+    monkeypatch.setattr(dramatiq, "get_broker", lambda: broker)
+    settings.DB_BROKER_DEAD_LETTER_TTL_DAYS = 3
+    now = timezone.now()
+    for message_id, age_days in (("four days", 4), ("two days", 2)):
+        BrokerMessage.objects.create(
+            message_id=message_id, queue_name=QUEUE, actor_name="a", body=b"{}", available_at=now,
+            state=BrokerMessage.State.DEAD, dead_at=now - timedelta(days=age_days),
+        )  # fmt: skip
+
+    broker_prune_dead_letters.fn()
+
+    assert list(_rows(BrokerMessage.State.DEAD).values_list("message_id", flat=True)) == ["two days"]
+    # Scheduled by `manage.py crontab`, on the maintenance queue.
+    scheduled = {job.name: job.trigger for job in scheduler.get_jobs()}
+    assert scheduled["broker_prune_dead_letters"].interval == timedelta(hours=1)
+    assert broker_prune_dead_letters.queue_name == "maintenance"
+
+
 def test_acks_from_worker_threads_touch_no_connection_and_are_deleted_in_one_batch():
     broker = _broker()
     for n in range(5):
