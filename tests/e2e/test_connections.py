@@ -10,7 +10,9 @@ import pytest
 import requests
 from django.db import connection
 
-from .conftest import ROOT, child_env, database_url, free_port, stop, wait_until_healthy
+from jobs.models import Job, JobStatus
+
+from .conftest import ROOT, child_env, database_url, free_port, stop, wait_until_healthy, web_server, worker
 
 pytestmark = pytest.mark.e2e
 
@@ -81,3 +83,39 @@ def test_a_pooled_web_process_never_opens_more_connections_than_its_pool(postgre
         assert 1 <= peak <= 2
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize(("broker", "fixed"), [("db", 8), ("redis", 2)])
+def test_a_busy_worker_holds_its_threads_plus_its_fixed_connections_and_no_more(
+    postgres_only, demo_pipelines, request, broker, fixed
+):
+    """The README's budget, however many messages the worker acks: threads + 2 on Redis; threads + 8 on the
+    database broker, whose consumers (one per queue, six) and listener hold a connection each."""
+    broker_url = request.getfixturevalue("redis_url") if broker == "redis" else "db"
+    name = f"jobsite-worker-{uuid.uuid4().hex[:8]}"
+    threads = 4
+    web_env = child_env(DATABASE_URL=database_url(), DRAMATIQ_BROKER_URL=broker_url)
+    worker_env = child_env(DATABASE_URL=f"{database_url()}?application_name={name}", DRAMATIQ_BROKER_URL=broker_url)
+    with web_server(web_env) as url, worker(worker_env, threads=threads):
+        from concurrent.futures import ThreadPoolExecutor
+
+        def submit(n):
+            response = requests.post(
+                f"{url}/api/v1/jobs/",
+                json={"pipeline": "sample_task", "input_data": {"n": n}},
+                headers={"X-API-Secret": web_env["JOBSITE_API_SECRET"]},
+                timeout=30,
+            )
+            assert response.status_code == 201, response.text
+            return response.json()["job_id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(submit, range(60)))
+        peak, deadline = 0, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            peak = max(peak, _connections(database_url(), name))
+            if Job.objects.filter(pk__in=ids, status=JobStatus.COMPLETED).count() == len(ids):
+                break
+            time.sleep(0.05)
+        assert Job.objects.filter(pk__in=ids, status=JobStatus.COMPLETED).count() == len(ids)
+    assert threads < peak <= threads + fixed, peak
