@@ -38,6 +38,7 @@ from audit.models import AuditLog
 from jobsite.api.pagination import bounded_count
 from jobsite.broker.depth import broker_queue_depths
 from pipelines.secrets import config_masked
+from webhooks.selectors import deliveries_for_job
 
 from . import bulk, dashboard, selectors
 from .models import (
@@ -64,6 +65,7 @@ SYNC_ACTION_MAX = 100
 RESULT_PREVIEW_CHARS = 20_000
 RESULT_PRETTY_MAX_BYTES = 256 * 1024
 AUDIT_TRAIL_MAX = 200
+DELIVERIES_MAX = 100  # of one job's webhook deliveries on its page (the API pages through all)
 
 
 # --- The job list's cells: HTML strings, every value escaped --------------------------
@@ -621,6 +623,8 @@ class JobAdmin(admin.ModelAdmin):
                 :RESULT_PREVIEW_CHARS
             ],
             "has_webhook_secret": bool(job.webhook_secret),
+            # What the API shows this user of the job's deliveries (every one for operators).
+            "webhook_deliveries": list(deliveries_for_job(job.pk, user=user)[:DELIVERIES_MAX]),
             "refresh": job.status not in TERMINAL_STATUSES,
             **(extra_context or {}),
         }

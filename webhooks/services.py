@@ -396,18 +396,7 @@ def webhook_delivery_attempt(*, delivery_id) -> str | None:
     if not due.update(locked_until=lease):
         return None
     delivery = WebhookDelivery.objects.select_related("subscription").get(pk=delivery_id)
-    job = Job.objects.filter(pk=delivery.job_id).values_list("request_id", "traceparent", "pipeline__name").first()
-    request_id, traceparent, pipeline = job or ("", "", "")
-    # The attempt's log lines carry the job and the request that created it; its span continues the job's trace.
-    with (
-        job_logging(
-            job_id=str(delivery.job_id or ""), request_id=request_id, pipeline=pipeline or "", worker=worker_id()
-        ),
-        span_from_traceparent(
-            "webhook delivery", traceparent, kind="client", attributes={"event": delivery.event_type}
-        ),
-    ):
-        return _attempt(delivery, lease)
+    return _attempt(delivery, lease)
 
 
 class _Undeliverable(Exception):

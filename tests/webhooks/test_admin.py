@@ -106,6 +106,22 @@ def test_failed_deliveries_lists_only_retrying_and_dead_ones(admin_client, deliv
     assert "1 failed webhook delivery" in admin_client.get(page).content.decode()
 
 
+def test_the_jobs_admin_page_lists_its_deliveries_and_no_other_jobs(admin_client, delivery, subscription, user):
+    other = echo_job(user=user)
+    services.webhook_events_dispatch(event_ids=[event_for(other).pk])
+
+    page = admin_client.get(reverse("admin:jobs_job_change", args=[delivery.job_id])).content.decode()
+
+    mine = WebhookDelivery.objects.filter(job_id=delivery.job_id)
+    assert mine.count() == 2  # the subscription's and the job's own callback
+    for each in mine:
+        assert reverse("admin:webhooks_webhookdelivery_change", args=[each.pk]) in page
+    for each in WebhookDelivery.objects.filter(job_id=other.pk):
+        assert reverse("admin:webhooks_webhookdelivery_change", args=[each.pk]) not in page
+    assert "job callback" in page
+    assert subscription.secret not in page
+
+
 def test_the_job_page_snippet_lists_the_jobs_deliveries(delivery):
     html = render_to_string("webhooks/job_deliveries.html", {"deliveries": deliveries_for_job(delivery.job_id)})
 
