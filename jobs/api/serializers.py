@@ -122,6 +122,12 @@ class StageRunSerializer(serializers.ModelSerializer):
         fields = ["name", "status", "attempts", "started", "finished", "duration_ms", "error"]
 
 
+def inline_result(job: Job):
+    """The job's result when it is stored inline; None before there is one and for a result kept as a file."""
+    result = getattr(job, "result", None)
+    return None if result is None or result.is_file else result.result
+
+
 class BlankAsNullField(serializers.CharField):
     """Text stored as "" when absent, shown as null (the LLM workflow service's nullability)."""
 

@@ -31,7 +31,13 @@ from jobsite.api.views import ViewSet
 
 from ... import selectors
 from ...filters import LIMIT_RESULTS_MAX, LIMIT_RESULTS_VALID_VALUES
-from ..serializers import JobDetailSerializer, JobSubmitSerializer, JobSubmittedSerializer, JobValidSerializer
+from ..serializers import (
+    JobDetailSerializer,
+    JobSubmitSerializer,
+    JobSubmittedSerializer,
+    JobValidSerializer,
+    inline_result,
+)
 from ..submitting import JobSubmitting
 from .fastapi import FACT_KEYS, FastApiErrors, InvalidInput, first_message
 
@@ -114,8 +120,7 @@ class WorkflowStatusSerializer(JobDetailSerializer):
 
     @staticmethod
     def get_result_data(job) -> Any:
-        result = getattr(job, "result", None)
-        return None if result is None or result.is_file else result.result
+        return inline_result(job)
 
 
 WORKFLOW_EXAMPLE = OpenApiExample(

@@ -37,7 +37,7 @@ from pipelines.selectors import active_pipeline_names
 from ... import selectors, services
 from ...filters import STATUS_VALUES, filter_statuses, parse_statuses
 from ...models import Job
-from ..serializers import BlankAsNullField
+from ..serializers import BlankAsNullField, inline_result
 from ..submitting import JobSubmitting
 from .fastapi import FastApiErrors, enum_error
 
@@ -99,8 +99,7 @@ class StarterJobDetailSerializer(StarterJobSerializer):
         fields = [*StarterJobSerializer.Meta.fields, "result"]
 
     def get_result(self, job) -> Any:
-        result = getattr(job, "result", None)
-        return None if result is None or result.is_file else result.result
+        return inline_result(job)
 
 
 class StarterJobFilter(django_filters.FilterSet):

@@ -46,7 +46,7 @@ from ... import selectors, services
 from ...models import Job, JobStatus
 from ...stats import WINDOWS, job_stats
 from ..errors import IdempotencyKeyReusedError, JobStateConflict
-from ..serializers import BlankAsNullField, JobRetrySerializer
+from ..serializers import BlankAsNullField, JobRetrySerializer, inline_result
 from ..submitting import JobSubmitting
 from .fastapi import FastApiErrors, InvalidInput, enum_error
 
@@ -148,8 +148,7 @@ class TaskSerializer(TaskSummarySerializer):
         fields = [*TaskSummarySerializer.Meta.fields, "result_data"]
 
     def get_result_data(self, job) -> Any:
-        result = getattr(job, "result", None)
-        return None if result is None or result.is_file else result.result
+        return inline_result(job)
 
 
 class CreateTaskResponseSerializer(serializers.Serializer):
