@@ -74,3 +74,17 @@ def test_a_failure_carries_its_error_and_result_urls_can_be_absolute(settings, f
     assert completed["data"]["result_url"] == f"https://jobs.example.com/api/v1/jobs/{finished_job.pk}/result/"
     created = event_payload(event_for(finished_job, JobEventType.CREATED, status="queued"), finished_job)["data"]
     assert (created["status"], created["attempts"], created["started_at"]) == ("queued", 0, None)
+
+
+def test_the_readme_shows_every_events_example_as_the_schema_does():
+    """The README's full example of each event is the OpenAPI schema's, so neither drifts from the payloads."""
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shown = dict(re.findall(r"^`([a-z.]+)`:\n\n```json\n(.*?)\n```", readme, flags=re.M | re.S))
+
+    assert set(shown) == set(PAYLOAD_EXAMPLES)
+    for event_type, example in PAYLOAD_EXAMPLES.items():
+        assert json.loads(shown[event_type]) == example, event_type

@@ -147,3 +147,32 @@ def test_the_subscription_check_is_answered_from_indexes_among_many_subscription
 
     assert "Seq Scan" not in plan, plan
     assert plan.count("webhook_sub_active_") == 2, plan
+
+
+@pytest.mark.parametrize("change", ["claim", "cancel"])
+def test_a_change_that_rolls_back_leaves_no_event_behind(people, change, stub_broker):
+    """The outbox row is written with the change: when the transaction rolls back, neither exists."""
+    from django.db import transaction
+
+    from jobs.run import job_claim
+    from jobs.services import job_cancel
+
+    owner = people["owner"]
+    webhook_subscription_for(owner, URL, ["job.started", "job.cancelled"])
+    job = echo_job(user=owner)
+    before = set(JobEvent.objects.filter(job=job).values_list("pk", flat=True))
+
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned), transaction.atomic():
+        if change == "claim":
+            assert job_claim(job_id=str(job.pk), worker="w:1") is not None
+        else:
+            assert job_cancel(job_id=job.pk).status == JobStatus.CANCELLED
+        assert set(JobEvent.objects.filter(job=job).values_list("pk", flat=True)) != before  # written with it
+        raise Abandoned
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert set(JobEvent.objects.filter(job=job).values_list("pk", flat=True)) == before
