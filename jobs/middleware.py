@@ -130,6 +130,7 @@ class JobHeartbeat(Middleware):
 
     def _run(self):
         from django.db import connection
+        from django.utils import timezone
 
         from audit.context import AuditContext, audit_context
         from jobs.recovery import jobs_reclaim_dropped
@@ -140,7 +141,8 @@ class JobHeartbeat(Middleware):
             try:
                 worker_beat(queues=self.queues, threads=self.threads)
                 with audit_context(AuditContext(source="system", name="heartbeat")):
-                    jobs_reclaim_dropped(process=process_id(), running=running_job_ids())
+                    claimed_before = timezone.now()  # before the list of running jobs is read
+                    jobs_reclaim_dropped(process=process_id(), running=running_job_ids(), claimed_before=claimed_before)
             except Exception:
                 logger.exception("Worker heartbeat failed")
                 connection.close()

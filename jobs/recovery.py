@@ -211,16 +211,21 @@ def _resend(job: Job, reason: str) -> bool:
     return sent
 
 
-def jobs_reclaim_dropped(*, process: str, running: set[str]) -> list[RecoveryAction]:
+def jobs_reclaim_dropped(*, process: str, running: set[str], claimed_before: datetime) -> list[RecoveryAction]:
     """Hand back jobs that `process` holds but none of its threads runs any more.
 
     That happens when an error outside the job (the database going away) cut
     a run short: the job would otherwise stay `processing` under a live
-    worker. Called by the worker's heartbeat.
+    worker. Called by the worker's heartbeat, with `running` read after
+    `claimed_before`: a job claimed since is not judged by that older list
+    (a thread counts a job as running before it claims it, so every job
+    claimed before `claimed_before` and still run is in `running`).
     """
     now = timezone.now()
     dropped = (
-        Job.objects.filter(locked_by__startswith=f"{process}/", status__in=RUNNING_STATUSES)
+        Job.objects.filter(
+            locked_by__startswith=f"{process}/", status__in=RUNNING_STATUSES, locked_at__lt=claimed_before
+        )
         .exclude(pk__in=running)
         .only(*HELD_FIELDS)
     )

@@ -274,11 +274,24 @@ def test_a_job_held_but_no_longer_run_by_its_process_is_handed_back(db, sent, ru
     dropped = _held(worker=process_id(), beat=_ago(seconds=2))
     alive = running(_held(worker=process_id(), beat=_ago(seconds=2)))
     elsewhere = _held(worker="elsewhere:9:xyz", beat=_ago(seconds=2))
-    actions = jobs_reclaim_dropped(process=process_id(), running={str(alive.pk)})
+    actions = jobs_reclaim_dropped(process=process_id(), running={str(alive.pk)}, claimed_before=timezone.now())
     assert [(a.job_id, a.action) for a in actions] == [(str(dropped.pk), "requeue")]
     for job, status in ((dropped, JobStatus.PENDING), (alive, JobStatus.PROCESSING), (elsewhere, JobStatus.PROCESSING)):
         job.refresh_from_db()
         assert job.status == status
+
+
+def test_a_job_claimed_after_the_heartbeat_read_its_running_list_is_left_alone(db, sent):
+    """The heartbeat reads the running jobs, a thread claims one, then the heartbeat looks for dropped jobs."""
+    from jobs.recovery import jobs_reclaim_dropped
+
+    claimed_before = timezone.now()
+    running_then = set()  # read before the thread below counted its job
+    just_claimed = _held(worker=process_id(), beat=timezone.now() + timedelta(milliseconds=1))
+
+    assert jobs_reclaim_dropped(process=process_id(), running=running_then, claimed_before=claimed_before) == []
+    just_claimed.refresh_from_db()
+    assert just_claimed.status == JobStatus.PROCESSING
 
 
 @pytest.mark.django_db(transaction=True)
