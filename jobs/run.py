@@ -396,7 +396,7 @@ WITH j AS (
            started_at = COALESCE(started_at, %(now)s), attempts = attempts + 1, updated_at = %(now)s,
            queued_at = CASE WHEN status IN ('scheduled', 'retrying') OR queued_at IS NULL
                             THEN %(now)s ELSE queued_at END
-     WHERE id = %(id)s AND {CLAIMABLE} AND set_config('synchronous_commit', 'off', true) = 'off'
+     WHERE id = %(id)s AND {CLAIMABLE}
  RETURNING id, pipeline_id, pipeline_version, pipeline_config, input_data, attempts, max_attempts,
            priority, checkpoints_since, started_at, debug_mode, webhook_url, request_id, traceparent,
            GREATEST(created_at, run_at) AS ready_at, user_id
@@ -444,11 +444,6 @@ def job_claim(*, job_id: str, worker: str) -> ClaimedJob | None:
     a locked row instead: the lock may be the submitter's own brief update
     (marking the job sent), and a skipped message would strand the job.
     `attempts` counts the claims.
-
-    On PostgreSQL the claim commits without waiting for its WAL flush
-    (`synchronous_commit = off`, for its own transaction only; call it outside
-    an atomic block): a crash can forget a claim, never a completion, and a
-    forgotten claim leaves the job `queued` to run again.
     """
     now = timezone.now()
     if _fast_sql():

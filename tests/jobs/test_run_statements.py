@@ -76,17 +76,3 @@ def test_the_portable_form_writes_the_same_rows(settings):
     runs = list(StageRun.objects.filter(job=job).order_by("index").values_list("name", "status", "output"))
     assert runs == [("s0", "completed", {"n": 1}), ("s1", "completed", None)]
     assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True)) == ["job.started", "job.completed"]
-
-
-def test_only_the_claim_commits_without_waiting_for_the_disk():
-    """The claim's `synchronous_commit = off` ends with its transaction: the completion waits for the flush."""
-    _postgresql_only()
-    job = _job(1)
-
-    statements = _run_counting(job)
-
-    assert "set_config('synchronous_commit', 'off', true)" in statements[0]
-    assert "synchronous_commit" not in statements[1]
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] != "off"
