@@ -122,6 +122,25 @@ def test_the_jobs_admin_page_lists_its_deliveries_and_no_other_jobs(admin_client
     assert subscription.secret not in page
 
 
+def test_a_staff_owner_sees_on_the_job_page_only_the_deliveries_the_api_shows_them(delivery, user, receiver_url):
+    """An operator's every-job subscription received the job's event too; its owner's page does not show it."""
+    from tests.admin.conftest import client_for
+    from tests.conftest import grant_role
+    from tests.factories import UserFactory
+
+    operator = grant_role(UserFactory(username="ops"), "operator")
+    theirs = webhook_subscription_for(operator, receiver_url + "/ops", ["job.completed"], all_jobs=True)
+    services.webhook_events_dispatch(event_ids=[event_for(delivery.job).pk])
+    others = WebhookDelivery.objects.get(subscription=theirs, job_id=delivery.job_id)
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+
+    page = client_for(user).get(reverse("admin:jobs_job_change", args=[delivery.job_id])).content.decode()
+
+    assert reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk]) in page
+    assert reverse("admin:webhooks_webhookdelivery_change", args=[others.pk]) not in page
+
+
 def test_the_job_page_snippet_lists_the_jobs_deliveries(delivery):
     html = render_to_string("webhooks/job_deliveries.html", {"deliveries": deliveries_for_job(delivery.job_id)})
 
