@@ -6,11 +6,18 @@ Loaded as a module of the `dramatiq` command after `django_dramatiq.setup`
 `commit`, and writes the counts to `$BENCH_SQLCOUNT_DIR/<pid>.json` when the
 process shuts down. A statement run outside a transaction is its own commit
 (autocommit).
+
+In a worker it also counts the jobs that finished (completed or failed) and
+writes the count to `$BENCH_SQLCOUNT_DIR/<pid>.done` every 50 ms, which is how
+bench/throughput.py follows the drain: in-process, like the anchors'
+`common.mark()`, instead of a `count(*)` over the jobs table that would load
+PostgreSQL and the machine it measures.
 """
 
 import json
 import os
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -68,7 +75,42 @@ def dump() -> None:
             Path(directory, f"{os.getpid()}.json").write_text(json.dumps(dict(counts)))
 
 
+finished = 0
+REPORT_INTERVAL = 0.05
+
+
+def _count_finished(record_outcome):
+    def counted(job, outcome):
+        global finished
+        status = record_outcome(job, outcome)
+        if status in ("completed", "failed"):
+            with _lock:
+                finished += 1
+        return status
+
+    return counted
+
+
+def _report_finished(directory: str) -> None:
+    """Write the number of finished jobs to <pid>.done whenever it changed (replaced atomically)."""
+    path, sent = Path(directory, f"{os.getpid()}.done"), -1
+    while True:
+        time.sleep(REPORT_INTERVAL)
+        if finished != sent:
+            sent = finished
+            path.with_suffix(".tmp").write_text(str(sent))
+            path.with_suffix(".tmp").replace(path)
+
+
 class _DumpCounts(dramatiq.Middleware):
+    def after_worker_boot(self, broker, worker):
+        from jobs import run
+
+        run.record_outcome = _count_finished(run.record_outcome)
+        directory = os.environ.get("BENCH_SQLCOUNT_DIR")
+        if directory:
+            threading.Thread(target=_report_finished, args=(directory,), daemon=True, name="bench-report").start()
+
     def after_worker_shutdown(self, broker, worker):
         dump()
 
