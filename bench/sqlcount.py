@@ -103,10 +103,12 @@ def _report_finished(directory: str) -> None:
 
 
 class _DumpCounts(dramatiq.Middleware):
-    def after_worker_boot(self, broker, worker):
-        from jobs import run
+    def before_worker_boot(self, broker, worker):
+        from jobs import run  # before the worker threads start: every job is counted
 
         run.record_outcome = _count_finished(run.record_outcome)
+
+    def after_worker_boot(self, broker, worker):
         directory = os.environ.get("BENCH_SQLCOUNT_DIR")
         if directory:
             threading.Thread(target=_report_finished, args=(directory,), daemon=True, name="bench-report").start()

@@ -36,7 +36,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -370,20 +370,29 @@ def _fast_sql() -> bool:
     return connection.vendor == "postgresql" and settings.JOB_RUN_SINGLE_STATEMENT
 
 
-def _bound_cursor():
-    """A cursor that sends the parameters apart from the statement (server-side binding).
+def _execute_one(sql: str, params: dict[str, Any]) -> tuple | None:
+    """Run one of the run path's statements with its parameters sent apart (server-side binding); its first row.
 
     Django's psycopg cursors write every value into the statement's text, so
     no two statements look alike; sent apart, the run path's few statements
     repeat exactly and psycopg prepares them on the server after
     DATABASE_PREPARE_THRESHOLD runs: PostgreSQL plans each once per
-    connection, and nothing is quoted in Python. It goes through Django's
-    cursor wrapper, so errors, debugging and instrumentation see it as usual.
+    connection, and nothing is quoted in Python. The psycopg cursor is made
+    once per connection and reused (a new one copies the connection's
+    adapters); it goes through Django's cursor wrapper, so errors, debugging
+    and instrumentation see it as usual.
     """
-    import psycopg
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    raw = db.connection
+    cursor = db.__dict__.get("_jobsite_run_cursor")
+    if cursor is None or cursor.closed or cursor.connection is not raw:
+        import psycopg
 
-    connection.ensure_connection()
-    return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+        cursor = db._jobsite_run_cursor = psycopg.Cursor(raw)
+    wrapped = db._prepare_cursor(cursor)
+    wrapped.execute(sql, params)
+    return wrapped.fetchone()
 
 
 CLAIMABLE = "(status IN ('pending', 'queued') OR (status IN ('scheduled', 'retrying') AND run_at <= %(now)s))"
@@ -449,9 +458,7 @@ def job_claim(*, job_id: str, worker: str) -> ClaimedJob | None:
     if _fast_sql():
         event_id = uuid.uuid4()
         params = {"id": job_id, "worker": worker, "now": now, "event_id": event_id}
-        with _bound_cursor() as cursor:
-            cursor.execute(CLAIM_SQL, params)
-            row = cursor.fetchone()
+        row = _execute_one(CLAIM_SQL, params)
         if row is None:
             return None
         *row, notify = row
@@ -601,9 +608,7 @@ def _transition_sql(job, from_statuses, changes, record, result, event, now) -> 
     sql = _transition_statement(
         tuple(expressions), tuple(from_statuses), record is not None, result is not None, event and event[0]
     )
-    with _bound_cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _execute_one(sql, params)
     if row is None:
         return False, None
     if row[1]:
