@@ -11,8 +11,11 @@ On PostgreSQL a one-stage job costs two statements, each its own transaction:
 
 Between two stages one statement saves the finished stage's run (its output is
 the checkpoint a later attempt resumes from), writes the progress, refreshes
-the heartbeat and reads back whether the job is being cancelled. A retry, a
-failure, a cancellation and a hand-back are one statement each as well.
+the heartbeat and reads back whether the job is being cancelled; after an
+idempotent stage that write waits for the next one (at most
+JOB_CHECKPOINT_INTERVAL_MS), so that a pipeline of quick idempotent stages
+costs the same two statements as one stage. A retry, a failure, a
+cancellation and a hand-back are one statement each as well.
 Nothing the worker already knows is read again: checkpoints are read once, and
 only when the job ran before (`attempts > 1`).
 
@@ -116,27 +119,30 @@ class StageRecord:
 # -- outcomes of running the stages ------------------------------------------------
 
 
+# Each carries the stage runs still to write: the last stage's, after those whose writing was deferred.
+
+
 @dataclass
 class Completed:
-    record: StageRecord
+    records: list[StageRecord]
     output: Any
 
 
 @dataclass
 class Failed:
-    record: StageRecord | None
+    records: list[StageRecord]
     error: str
     retryable: bool = False
 
 
 @dataclass
 class Cancelled:
-    record: StageRecord | None = None
+    records: list[StageRecord] = field(default_factory=list)
 
 
 @dataclass
 class HandedBack:
-    record: StageRecord
+    records: list[StageRecord]
 
 
 @dataclass
@@ -168,7 +174,7 @@ def job_run(*, job_id: str) -> str | None:
                 raise
             except Exception as exc:  # a failure of the run path itself, not of a stage
                 logger.exception("Job %s crashed outside its stages.", job.id)
-                outcome = Failed(None, f"{type(exc).__name__}: {exc}")
+                outcome = Failed([], f"{type(exc).__name__}: {exc}")
             status = record_outcome(job, outcome)
             duration_ms = round((time.monotonic() - started) * 1000)
             run_observed(job, status, duration_ms)
@@ -189,6 +195,13 @@ def run_stages(job: ClaimedJob) -> Completed | Failed | Cancelled | HandedBack |
 
     Each stage gets the previous stage's output (the job's input for the
     first) and every earlier output by stage name.
+
+    A finished stage's run is its checkpoint, written by one statement that
+    also reads back whether the job is being cancelled. After an idempotent
+    stage (see pipelines.registry) the write waits for the job's next one,
+    unless JOB_CHECKPOINT_INTERVAL_MS has passed since the last: a pipeline of
+    quick idempotent stages writes all its runs with its completion, and a
+    worker that dies meanwhile only costs their running again.
     """
     stages = job.stages
     history = _history(job) if job.attempts > 1 else _History()
@@ -196,6 +209,9 @@ def run_stages(job: ClaimedJob) -> Completed | Failed | Cancelled | HandedBack |
     cancellation = _CancellationCheck(job)
     outputs: dict[str, Any] = {}
     previous: Any = job.input_data
+    pending: list[StageRecord] = []  # finished stages whose runs are not written yet
+    interval = settings.JOB_CHECKPOINT_INTERVAL_MS / 1000
+    last_write = time.monotonic()
     for index, spec in enumerate(stages):
         if index in history.done:
             outputs[spec["name"]] = previous = history.done[index]
@@ -219,60 +235,66 @@ def run_stages(job: ClaimedJob) -> Completed | Failed | Cancelled | HandedBack |
         )
         retries = spec.get("retries", 0)
         stage_attempt = history.failures.get(index, 0) + 1
+        pending.append(record)
         try:
-            output = run_stage(get_stage_type(spec["type"]), context, timeout_s=spec.get("timeout_s"))
+            stage_type = get_stage_type(spec["type"])
+            output = run_stage(stage_type, context, timeout_s=spec.get("timeout_s"))
         except StageCancelled:
-            return Cancelled(record.finish(StageRunStatus.CANCELLED))
+            record.finish(StageRunStatus.CANCELLED)
+            return Cancelled(pending)
         except JobHandBack:
-            return HandedBack(
-                record.finish(StageRunStatus.FAILED, error=JobHandBack("interrupted: the worker is shutting down"))
-            )
+            record.finish(StageRunStatus.FAILED, error=JobHandBack("interrupted: the worker is shutting down"))
+            return HandedBack(pending)
         except (StageTimeout, TimeLimitExceeded) as exc:
             limit = spec.get("timeout_s") if isinstance(exc, StageTimeout) else settings.JOB_TIME_LIMIT_SECONDS
             error = StageTimeout(f"exceeded its timeout of {limit:g} s")
             record.finish(StageRunStatus.FAILED, error=error)
-            return _stage_failed(job, record, error, stage_attempt, retries)
+            return _stage_failed(job, pending, error, stage_attempt, retries)
         except UnknownStageType as exc:
             record.finish(StageRunStatus.FAILED, error=exc)
-            return Failed(record, f"Stage {spec['name']!r}: unknown stage type {exc}.")
+            return Failed(pending, f"Stage {spec['name']!r}: unknown stage type {exc}.")
         except Exception as exc:
             record.finish(StageRunStatus.FAILED, error=exc)
-            return _stage_failed(job, record, exc, stage_attempt, retries)
+            return _stage_failed(job, pending, exc, stage_attempt, retries)
         is_last = index + 1 == len(stages)
         keep = not is_last or job.debug_mode  # the last output is the result: stored once
         record.finish(StageRunStatus.COMPLETED, output=output if keep else None)
         if is_last:
-            return Completed(record, output)
-        status = job_checkpoint(job=job, record=record, progress=progress.percent(index + 1, 0.0))
+            return Completed(pending, output)
+        outputs[spec["name"]] = previous = output
+        if stage_type.idempotent and time.monotonic() - last_write < interval:
+            continue  # its run is written with the job's next write
+        status = job_checkpoint(job=job, records=pending, progress=progress.percent(index + 1, 0.0))
+        pending, last_write = [], time.monotonic()
         if status is None:
             return Lost()
         if status == JobStatus.CANCELLING:
             return Cancelled()
-        outputs[spec["name"]] = previous = output
     raise RuntimeError("A pipeline has at least one stage.")
 
 
-def _stage_failed(job: ClaimedJob, record: StageRecord, error: BaseException, attempt: int, retries: int) -> Failed:
-    """A failed stage: retryable while it has retries left, the error may pass, and the job has attempts left."""
+def _stage_failed(job: ClaimedJob, records: list[StageRecord], error: BaseException, attempt: int, retries: int):
+    """A failed stage (the last of `records`): retryable while it has retries left, the error may pass, and the job
+    has attempts left."""
     retryable = getattr(error, "retryable", True) and attempt <= retries and job.attempts < job.max_attempts
-    message = f"Stage {record.name!r} failed (attempt {attempt} of {retries + 1}): {describe(error)}"
+    message = f"Stage {records[-1].name!r} failed (attempt {attempt} of {retries + 1}): {describe(error)}"
     if getattr(error, "retryable", True) and attempt <= retries and not retryable:
         message += f"; the job's {job.max_attempts} attempts are spent"
-    return Failed(record, message, retryable=retryable)
+    return Failed(records, message, retryable=retryable)
 
 
 def record_outcome(job: ClaimedJob, outcome) -> str | None:
     """Write how the run ended; return the job's new status (None if it was no longer this worker's)."""
     if isinstance(outcome, Completed):
-        return job_complete(job=job, record=outcome.record, output=outcome.output)
+        return job_complete(job=job, records=outcome.records, output=outcome.output)
     if isinstance(outcome, Failed):
         if outcome.retryable:
-            return job_schedule_retry(job=job, record=outcome.record, error=outcome.error)
-        return job_fail(job=job, record=outcome.record, error=outcome.error)
+            return job_schedule_retry(job=job, records=outcome.records, error=outcome.error)
+        return job_fail(job=job, records=outcome.records, error=outcome.error)
     if isinstance(outcome, Cancelled):
-        return job_mark_cancelled(job=job, record=outcome.record)
+        return job_mark_cancelled(job=job, records=outcome.records)
     if isinstance(outcome, HandedBack):
-        return job_hand_back(job=job, record=outcome.record)
+        return job_hand_back(job=job, records=outcome.records)
     logger.warning("Job %s was taken from this worker while it ran; its outcome is dropped.", job.id)
     return None
 
@@ -547,7 +569,7 @@ def _transition(
     *,
     from_statuses: list[str],
     changes: dict[str, Any],
-    record: StageRecord | None = None,
+    records: list[StageRecord] = (),
     result: _Result | None = None,
     event: tuple[str, dict] | None = None,
     now: datetime,
@@ -558,17 +580,17 @@ def _transition(
     `changes` values are plain values, or `F()` expressions written as
     `("sql", orm_expression)` pairs.
     """
-    if record is not None:  # every stage run is written once, through here
+    for record in records:  # every stage run is written once, through here
         stage_observed(job, record)
         logger.debug("Job %s stage %r %s in %d ms.", job.id, record.name, record.status, record.duration_ms)
     if _fast_sql():
-        return _transition_sql(job, from_statuses, changes, record, result, event, now)
+        return _transition_sql(job, from_statuses, changes, records, result, event, now)
     with transaction.atomic():
         orm_changes = {k: (v[1] if isinstance(v, tuple) else v) for k, v in changes.items()}
         held = Job.objects.filter(pk=job.id, locked_by=job.worker, status__in=from_statuses)
         if not held.update(**orm_changes):
             return False, None
-        if record is not None:
+        for record in records:
             StageRun.objects.create(job_id=job.id, **_record_fields(record))
         if result is not None:
             JobResult.objects.update_or_create(job_id=job.id, defaults=_result_fields(job, result, now))
@@ -585,7 +607,7 @@ def _transition(
     return True, status
 
 
-def _transition_sql(job, from_statuses, changes, record, result, event, now) -> tuple[bool, str | None]:
+def _transition_sql(job, from_statuses, changes, records, result, event, now) -> tuple[bool, str | None]:
     params: dict[str, Any] = {"id": job.id, "worker": job.worker, "now": now}
     expressions = []
     for column, value in changes.items():
@@ -594,10 +616,10 @@ def _transition_sql(job, from_statuses, changes, record, result, event, now) -> 
         else:
             expressions.append((column, None))
             params[f"c_{column}"] = value
-    if record is not None:
+    for i, record in enumerate(records):
         fields = _record_fields(record)
         fields["output"] = None if record.output is None else json.dumps(record.output)
-        params.update((f"r_{name}", value) for name, value in fields.items())
+        params.update((f"r{i}_{name}", value) for name, value in fields.items())
     if result is not None:
         fields = _result_fields(job, result, now)
         fields["result"] = None if result.file_name else result.encoded
@@ -606,7 +628,7 @@ def _transition_sql(job, from_statuses, changes, record, result, event, now) -> 
     if event is not None:
         params.update(event_id=uuid.uuid4(), event_data=json.dumps(event[1]))
     sql = _transition_statement(
-        tuple(expressions), tuple(from_statuses), record is not None, result is not None, event and event[0]
+        tuple(expressions), tuple(from_statuses), len(records), result is not None, event and event[0]
     )
     row = _execute_one(sql, params)
     if row is None:
@@ -624,7 +646,7 @@ _RESULT_FIELDS = ("result", "result_file", "content_type", "size_bytes", "checks
 
 @functools.lru_cache(maxsize=64)
 def _transition_statement(
-    expressions: tuple, from_statuses: tuple, with_record: bool, with_result: bool, event_type: str | None
+    expressions: tuple, from_statuses: tuple, n_records: int, with_result: bool, event_type: str | None
 ) -> str:
     """The text of one transition's statement; a handful of shapes, built once each (and prepared by psycopg)."""
     sets = ", ".join(f"{column} = {sql or f'%(c_{column})s'}" for column, sql in expressions)
@@ -635,9 +657,10 @@ def _transition_statement(
      WHERE id = %(id)s AND locked_by = %(worker)s AND status IN ({statuses})
  RETURNING id, status, webhook_url, user_id)"""
     ]
-    if with_record:
-        values = ", ".join("%(r_output)s::jsonb" if f == "output" else f"%(r_{f})s" for f in _RECORD_FIELDS)
-        parts.append(f"run AS (INSERT INTO jobs_stagerun ({', '.join(_STAGE_RUN_COLUMNS)}) SELECT id, {values} FROM j)")
+    for i in range(n_records):
+        values = ", ".join(f"%(r{i}_{f})s" + ("::jsonb" if f == "output" else "") for f in _RECORD_FIELDS)
+        columns = ", ".join(_STAGE_RUN_COLUMNS)
+        parts.append(f"run{i} AS (INSERT INTO jobs_stagerun ({columns}) SELECT id, {values} FROM j)")
     if with_result:
         columns = ", ".join(_RESULT_FIELDS)
         values = ", ".join(f"%(x_{f})s::jsonb" if f in ("result", "metadata") else f"%(x_{f})s" for f in _RESULT_FIELDS)
@@ -699,20 +722,20 @@ def _finish_changes(job: ClaimedJob, status: str, now: datetime, **extra) -> dic
     }
 
 
-def job_checkpoint(*, job: ClaimedJob, record: StageRecord, progress: float) -> str | None:
-    """Save a finished (not last) stage's run and the job's progress; return the job's status, None if lost."""
+def job_checkpoint(*, job: ClaimedJob, records: list[StageRecord], progress: float) -> str | None:
+    """Save finished (not last) stages' runs and the job's progress; return the job's status, None if lost."""
     now = timezone.now()
     applied, status = _transition(
         job,
         from_statuses=RUNNING_STATUSES,
         changes={"progress": progress, "heartbeat_at": now},
-        record=record,
+        records=records,
         now=now,
     )
     return status if applied else None
 
 
-def job_complete(*, job: ClaimedJob, record: StageRecord, output: Any) -> str | None:
+def job_complete(*, job: ClaimedJob, records: list[StageRecord], output: Any) -> str | None:
     """Store the result and mark the job `completed`, if this worker still holds it."""
     now = timezone.now()
     result = _Result.of(job, output)
@@ -720,7 +743,7 @@ def job_complete(*, job: ClaimedJob, record: StageRecord, output: Any) -> str | 
         job,
         from_statuses=RUNNING_STATUSES,
         changes=_finish_changes(job, JobStatus.COMPLETED, now, progress=100.0, error_message=""),
-        record=record,
+        records=records,
         result=result,
         event=(JobEventType.COMPLETED, {"attempt": job.attempts, "duration_ms": _elapsed_ms(job.started_at, now)}),
         now=now,
@@ -742,7 +765,7 @@ def stage_retry_delay_ms(attempt: int) -> int:
     return int(ceiling * random.uniform(0.5, 1.0))
 
 
-def job_schedule_retry(*, job: ClaimedJob, record: StageRecord, error: str) -> str | None:
+def job_schedule_retry(*, job: ClaimedJob, records: list[StageRecord], error: str) -> str | None:
     """Put a job whose stage failed with retries left back on the queue after a backoff.
 
     The job waits as `retrying` with `run_at` set; its message is sent with
@@ -751,6 +774,7 @@ def job_schedule_retry(*, job: ClaimedJob, record: StageRecord, error: str) -> s
     """
     from .services import send_job
 
+    record = records[-1]  # the failed stage
     delay_ms = stage_retry_delay_ms(record.attempt)
     now = timezone.now()
     run_at = now + timedelta(milliseconds=delay_ms)
@@ -764,7 +788,7 @@ def job_schedule_retry(*, job: ClaimedJob, record: StageRecord, error: str) -> s
             "locked_at": None,
             "updated_at": now,
         },
-        record=record,
+        records=records,
         event=(
             JobEventType.RETRYING,
             {
@@ -778,43 +802,43 @@ def job_schedule_retry(*, job: ClaimedJob, record: StageRecord, error: str) -> s
         now=now,
     )
     if not applied:
-        return job_mark_cancelled(job=job, record=None)
+        return job_mark_cancelled(job=job, records=[])
     send_job(job.id, delay_ms=delay_ms, priority=job.priority)
     return JobStatus.RETRYING
 
 
-def job_fail(*, job: ClaimedJob, record: StageRecord | None, error: str) -> str | None:
-    """Mark the job `failed` with its error, if this worker still holds it."""
+def job_fail(*, job: ClaimedJob, records: list[StageRecord], error: str) -> str | None:
+    """Mark the job `failed` with its error, if this worker still holds it (`records` end with the failed stage)."""
     now = timezone.now()
     data = {"attempt": job.attempts, "error": error[:ERROR_MAX_CHARS], "duration_ms": _elapsed_ms(job.started_at, now)}
-    if record is not None:
-        data["stage"] = record.name
+    if records:
+        data["stage"] = records[-1].name
     applied, _ = _transition(
         job,
         from_statuses=RUNNING_STATUSES,
         changes=_finish_changes(job, JobStatus.FAILED, now, error_message=error[:ERROR_MAX_CHARS]),
-        record=record,
+        records=records,
         event=(JobEventType.FAILED, data),
         now=now,
     )
     return JobStatus.FAILED if applied else None
 
 
-def job_mark_cancelled(*, job: ClaimedJob, record: StageRecord | None) -> str | None:
+def job_mark_cancelled(*, job: ClaimedJob, records: list[StageRecord]) -> str | None:
     """Finish a job its worker stopped on request (`cancelling` -> `cancelled`)."""
     now = timezone.now()
     applied, _ = _transition(
         job,
         from_statuses=[JobStatus.CANCELLING],
         changes=_finish_changes(job, JobStatus.CANCELLED, now),
-        record=record,
+        records=records,
         event=(JobEventType.CANCELLED, {"attempt": job.attempts}),
         now=now,
     )
     return JobStatus.CANCELLED if applied else None
 
 
-def job_hand_back(*, job: ClaimedJob, record: StageRecord) -> str | None:
+def job_hand_back(*, job: ClaimedJob, records: list[StageRecord]) -> str | None:
     """Give a job back to the queue because its worker is shutting down.
 
     The interrupted attempt does not count against the job's budget:
@@ -833,11 +857,11 @@ def job_hand_back(*, job: ClaimedJob, record: StageRecord) -> str | None:
             "locked_at": None,
             "updated_at": now,
         },
-        record=record,
+        records=records,
         now=now,
     )
     if not applied:
-        return job_mark_cancelled(job=job, record=None)
+        return job_mark_cancelled(job=job, records=[])
     job_enqueue(job_id=job.id)
     logger.info("Job %s handed back: the worker is shutting down.", job.id)
     return JobStatus.PENDING

@@ -404,6 +404,9 @@ STAGE_MEMORY_LIMIT_MB = env.int("STAGE_MEMORY_LIMIT_MB", default=2048)
 JOBSITE_STAGE_MODULES = env.list("JOBSITE_STAGE_MODULES", default=[])
 # The run path's transitions as single statements on PostgreSQL (off: the ORM form every database uses).
 JOB_RUN_SINGLE_STATEMENT = env.bool("JOB_RUN_SINGLE_STATEMENT", default=True)
+# After an idempotent stage, its run (the checkpoint) waits for the job's next write unless this long has passed
+# since the last one; 0 writes every stage's run as it finishes (jobs.run.run_stages).
+JOB_CHECKPOINT_INTERVAL_MS = env.int("JOB_CHECKPOINT_INTERVAL_MS", default=1000)
 # A worker thread's database connection is checked (and recycled past CONN_MAX_AGE)
 # before a message when the thread was idle this long, and after a database error.
 WORKER_CONN_CHECK_IDLE_SECONDS = env.int("WORKER_CONN_CHECK_IDLE_SECONDS", default=30)

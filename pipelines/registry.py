@@ -17,6 +17,16 @@ hostile input never stalls the worker's other threads or its heartbeat (see
 :mod:`pipelines.isolation`). A light stage that only waits on I/O may declare
 `isolated=False` to run on the worker thread itself, where its timeout is
 enforced cooperatively.
+
+A stage type that only computes its output from its context, with no effect
+outside the job (no request sent, nothing written), may declare
+`idempotent=True`: running it again is harmless, so the worker need not save
+its run the moment it finishes. Such a stage's run is written with the next
+write the job makes (the next checkpoint, or the job's completion) unless
+JOB_CHECKPOINT_INTERVAL_MS has passed since the last one; a worker that dies
+in between runs it again. A stage type that is not idempotent (the default)
+is checkpointed as soon as it finishes, so it never runs twice for a crash
+after it.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ class StageType:
     params_schema: dict
     description: str
     isolated: bool = True
+    idempotent: bool = False
 
 
 @dataclass
@@ -66,11 +77,20 @@ class StageContext:
 _registry: dict[str, StageType] = {}
 
 
-def stage(name: str, *, params_schema: dict | None = None, description: str | None = None, isolated: bool = True):
+def stage(
+    name: str,
+    *,
+    params_schema: dict | None = None,
+    description: str | None = None,
+    isolated: bool = True,
+    idempotent: bool = False,
+):
     """Register the decorated function as the stage type `name`.
 
     `isolated` (the default) runs it in a child process with a hard deadline;
     `False` runs it on the worker thread (for light, I/O-bound stages).
+    `idempotent` declares that running it again has no effect outside the job
+    (its checkpoint may then be written with the job's next write).
     """
     schema = params_schema if params_schema is not None else EMPTY_PARAMS_SCHEMA
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -85,6 +105,7 @@ def stage(name: str, *, params_schema: dict | None = None, description: str | No
             params_schema=schema,
             description=description or (doc[0] if doc else ""),
             isolated=isolated,
+            idempotent=idempotent,
         )
         return func
 

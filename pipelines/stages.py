@@ -33,7 +33,7 @@ def _wait(ctx: StageContext, seconds: float) -> None:
             ctx.report_progress(min(1.0, 1 - max(0.0, deadline - time.monotonic()) / seconds))
 
 
-@stage("echo", isolated=False)
+@stage("echo", isolated=False, idempotent=True)
 def echo(ctx: StageContext):
     """Pass the previous output (or the job's input) on unchanged."""
     return ctx.previous
@@ -42,6 +42,7 @@ def echo(ctx: StageContext):
 @stage(
     "sleep",
     isolated=False,
+    idempotent=True,
     params_schema={
         "type": "object",
         "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 3600}},
@@ -58,6 +59,7 @@ def sleep(ctx: StageContext):
 @stage(
     "sample_task",
     isolated=False,
+    idempotent=True,
     params_schema={
         "type": "object",
         "properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 60}},
@@ -271,6 +273,7 @@ def clean_text(raw: str) -> str:
 
 @stage(
     "extract_text",
+    idempotent=True,
     params_schema={
         "type": "object",
         "properties": {"field": {"type": "string", "minLength": 1}},
@@ -308,6 +311,7 @@ STOP_WORDS = frozenset(
 
 @stage(
     "text_stats",
+    idempotent=True,
     params_schema={
         "type": "object",
         "properties": {"top": {"type": "integer", "minimum": 1, "maximum": 100}},
@@ -543,6 +547,7 @@ def _response_body(response: requests.Response) -> Any:
 @stage(
     "transform",
     isolated=False,
+    idempotent=True,
     params_schema={
         "type": "object",
         "properties": {

@@ -289,8 +289,10 @@ def test_worker_stops_a_cancelling_job_inside_a_long_sleep_stage():
     assert list(StageRun.objects.filter(job=job).values_list("name", "status")) == [("nap", StageRunStatus.CANCELLED)]
 
 
-def test_job_cancelled_between_stages_stops_at_the_boundary(db, monkeypatch):
+def test_job_cancelled_between_stages_stops_at_the_boundary(db, monkeypatch, settings):
     from jobs import run
+
+    settings.JOB_CHECKPOINT_INTERVAL_MS = 0  # every stage's run written as it finishes, the status read with it
 
     pipeline = PipelineFactory(
         config={"stages": [{"name": "one", "type": "echo", "params": {}}, {"name": "two", "type": "echo"}]}

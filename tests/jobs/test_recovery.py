@@ -332,10 +332,11 @@ def test_shutdown_hands_a_running_stage_back_and_the_attempt_does_not_count(stub
     worker = threading.Thread(target=lambda: (job_run(job_id=str(job.pk)), connection.close()))
     worker.start()
     deadline = time.monotonic() + 10
-    while not StageRun.objects.filter(job=job, name="a").exists():  # "a" done: "nap" is starting
+    while not InterruptibleStage._threads:  # "a" done (its run not written yet: echo is idempotent), "nap" running
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.2)
+    assert not StageRun.objects.filter(job=job).exists()
 
     assert InterruptibleStage.hand_back_all() == 1
     worker.join(timeout=10)
@@ -346,6 +347,8 @@ def test_shutdown_hands_a_running_stage_back_and_the_attempt_does_not_count(stub
     assert (job.status, job.attempts, job.max_attempts, job.locked_at) == (JobStatus.QUEUED, 1, 4, None)
     nap = StageRun.objects.get(job=job, name="nap")
     assert (nap.status, nap.error) == ("failed", "JobHandBack: interrupted: the worker is shutting down")
+    # The hand-back wrote the deferred run of "a" with it: its checkpoint is kept.
+    assert StageRun.objects.get(job=job, name="a").status == "completed"
     # The next run resumes at the interrupted stage: the first one is not run again.
     Job.objects.filter(pk=job.pk).update(pipeline_config={**pipeline.config, "stages": [
         {"name": "a", "type": "echo"}, {"name": "nap", "type": "sleep", "params": {"seconds": 0}}]})  # fmt: skip

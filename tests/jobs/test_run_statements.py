@@ -6,6 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from jobs.models import Job, JobEvent, JobStatus, StageRun
 from jobs.run import job_run
+from pipelines.registry import stage
 from tests.factories import JobFactory, PipelineFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,12 +44,45 @@ def test_a_one_stage_job_costs_two_statements_claim_and_completion():
     assert (job.status, job.progress, job.result.result) == (JobStatus.COMPLETED, 100.0, {"n": 1})
 
 
-def test_each_further_stage_costs_one_statement():
+def test_quick_idempotent_stages_are_written_with_the_completion():
     _postgresql_only()
+    job = _job(3)
+
+    statements = _run_counting(job)
+
+    assert len(statements) == 2, statements  # claim, completion (with the three stage runs)
+    assert statements[1].count("INSERT INTO jobs_stagerun") == 3
+    runs = list(StageRun.objects.filter(job=job).order_by("index").values_list("name", "status", "output"))
+    assert runs == [("s0", "completed", {"n": 1}), ("s1", "completed", {"n": 1}), ("s2", "completed", None)]
+
+
+def test_each_further_stage_costs_one_statement_when_every_run_is_written_at_once(settings):
+    _postgresql_only()
+    settings.JOB_CHECKPOINT_INTERVAL_MS = 0
 
     statements = _run_counting(_job(3))
 
     assert len(statements) == 4, statements  # claim, two checkpoints, completion
+
+
+@stage("test_statements_side_effect", isolated=False)
+def _side_effect(ctx):
+    """Not idempotent (the default): as if it sent something."""
+    return ctx.previous
+
+
+def test_a_stage_that_is_not_idempotent_is_checkpointed_as_it_finishes():
+    _postgresql_only()
+    config = {"stages": [{"name": "a", "type": "echo"}, {"name": "send", "type": "test_statements_side_effect"},
+                         {"name": "b", "type": "echo"}, {"name": "c", "type": "echo"}]}  # fmt: skip
+    job = JobFactory(pipeline=PipelineFactory(config=config), status=JobStatus.QUEUED, input_data={"n": 1})
+
+    statements = _run_counting(job)
+
+    # claim; the checkpoint after "send" (with the deferred run of "a"); completion with "b" and "c"
+    assert len(statements) == 3, statements
+    assert [sql.count("INSERT INTO jobs_stagerun") for sql in statements] == [0, 2, 2]
+    assert StageRun.objects.filter(job=job, status="completed").count() == 4
 
 
 def test_a_retried_job_reads_its_checkpoints_once():
@@ -65,8 +99,10 @@ def test_a_retried_job_reads_its_checkpoints_once():
     assert len(statements) == 3  # claim, the checkpoint read, completion (stages 0 and 1 are reused)
 
 
-def test_the_portable_form_writes_the_same_rows(settings):
+@pytest.mark.parametrize("interval_ms", [0, 1000])
+def test_the_portable_form_writes_the_same_rows(settings, interval_ms):
     settings.JOB_RUN_SINGLE_STATEMENT = False
+    settings.JOB_CHECKPOINT_INTERVAL_MS = interval_ms
     job = _job(2)
 
     job_run(job_id=str(job.pk))
