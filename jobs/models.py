@@ -138,7 +138,8 @@ class StageRunStatus(models.TextChoices):
 class StageRun(models.Model):
     """One attempt at one stage of a job; its output is the stage's checkpoint."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="stage_runs")
+    # No index of its own: stage_run_unique_attempt (job_id, index, attempt) serves every lookup by job.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="stage_runs", db_index=False)
     index = models.PositiveSmallIntegerField(help_text="Position of the stage in the pipeline, from 0.")
     name = models.CharField(max_length=100)
     stage_type = models.CharField(max_length=100)
