@@ -412,6 +412,8 @@ JOB_CHECKPOINT_INTERVAL_MS = env.int("JOB_CHECKPOINT_INTERVAL_MS", default=1000)
 WORKER_CONN_CHECK_IDLE_SECONDS = env.int("WORKER_CONN_CHECK_IDLE_SECONDS", default=30)
 # An idle worker looks for new messages this often on brokers that cannot wake it (Redis, RabbitMQ).
 WORKER_IDLE_POLL_MS = env.int("WORKER_IDLE_POLL_MS", default=50)
+# On Redis, the queues that need no quick pickup (delay queues, maintenance, default) poll this often when idle.
+WORKER_IDLE_POLL_SLOW_MS = env.int("WORKER_IDLE_POLL_SLOW_MS", default=500)
 
 # --- Webhooks ------------------------------------------------------------------
 
@@ -476,8 +478,8 @@ PIPELINE_SECRETS = {
 DRAMATIQ_BROKER_URL = env.str("DRAMATIQ_BROKER_URL", default="db")
 _BROKERS = {
     "db": "jobsite.broker.backend.DatabaseBroker",
-    "redis": "dramatiq.brokers.redis.RedisBroker",
-    "rediss": "dramatiq.brokers.redis.RedisBroker",
+    "redis": "jobsite.broker.redis.RedisBroker",
+    "rediss": "jobsite.broker.redis.RedisBroker",
     "amqp": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
     "amqps": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
     "stub": "dramatiq.brokers.stub.StubBroker",
