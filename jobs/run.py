@@ -200,18 +200,18 @@ def run_stages(job: ClaimedJob) -> Completed | Failed | Cancelled | HandedBack |
     also reads back whether the job is being cancelled. After an idempotent
     stage (see pipelines.registry) the write waits for the job's next one,
     unless JOB_CHECKPOINT_INTERVAL_MS has passed since the last: a pipeline of
-    quick idempotent stages writes all its runs with its completion, and a
-    worker that dies meanwhile only costs their running again.
+    quick idempotent stages writes all its runs with its completion. A stage
+    that runs on writes the waiting runs at its first cancellation check (0.5 s
+    in), so a worker that dies in the middle of it still resumes there; one
+    that dies sooner costs running the quick stages again.
     """
     stages = job.stages
     history = _history(job) if job.attempts > 1 else _History()
     progress = _Progress(job, len(stages))
-    cancellation = _CancellationCheck(job)
+    checkpoints = _Checkpoints(job)
+    cancellation = _CancellationCheck(job, checkpoints, progress)
     outputs: dict[str, Any] = {}
     previous: Any = job.input_data
-    pending: list[StageRecord] = []  # finished stages whose runs are not written yet
-    interval = settings.JOB_CHECKPOINT_INTERVAL_MS / 1000
-    last_write = time.monotonic()
     for index, spec in enumerate(stages):
         if index in history.done:
             outputs[spec["name"]] = previous = history.done[index]
@@ -231,11 +231,12 @@ def run_stages(job: ClaimedJob) -> Completed | Failed | Cancelled | HandedBack |
             outputs=dict(outputs),
             params=spec.get("params") or {},
             report_progress=progress.stage_reporter(index),
-            is_cancelled=cancellation.restart(),
+            is_cancelled=cancellation.restart(index),
         )
         retries = spec.get("retries", 0)
         stage_attempt = history.failures.get(index, 0) + 1
-        pending.append(record)
+        pending = checkpoints.pending
+        pending.append(record)  # the running stage's run comes last
         try:
             stage_type = get_stage_type(spec["type"])
             output = run_stage(stage_type, context, timeout_s=spec.get("timeout_s"))
@@ -262,10 +263,9 @@ def run_stages(job: ClaimedJob) -> Completed | Failed | Cancelled | HandedBack |
         if is_last:
             return Completed(pending, output)
         outputs[spec["name"]] = previous = output
-        if stage_type.idempotent and time.monotonic() - last_write < interval:
+        if stage_type.idempotent and not checkpoints.due():
             continue  # its run is written with the job's next write
-        status = job_checkpoint(job=job, records=pending, progress=progress.percent(index + 1, 0.0))
-        pending, last_write = [], time.monotonic()
+        status = checkpoints.write(len(pending), progress.percent(index + 1, 0.0))
         if status is None:
             return Lost()
         if status == JobStatus.CANCELLING:
@@ -330,22 +330,48 @@ def _history(job: ClaimedJob) -> _History:
     return history
 
 
+class _Checkpoints:
+    """The runs of a job's stages not written yet (the running stage's last), and when the job last wrote them."""
+
+    def __init__(self, job: ClaimedJob):
+        self.job = job
+        self.pending: list[StageRecord] = []
+        self.interval = settings.JOB_CHECKPOINT_INTERVAL_MS / 1000
+        self.last_write = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_write >= self.interval
+
+    def write(self, count: int, progress: float) -> str | None:
+        """Write the first `count` pending runs with the job's progress; the job's status, None if it was lost."""
+        records, self.pending[:count] = self.pending[:count], []
+        status = job_checkpoint(job=self.job, records=records, progress=progress)
+        self.last_write = time.monotonic()
+        return status
+
+
 class _CancellationCheck:
     """Tells a stage whether its job is being cancelled; the database is asked at most every 0.5 s.
 
     Only stages that ask (long, cooperative ones) or run isolated cost a query,
     and not before they have run for 0.5 s; between stages the checkpoint
-    statement reads the status anyway.
+    statement reads the status anyway. When earlier stages' runs still wait
+    to be written, the check writes them, and the same statement reads the
+    status.
     """
 
     MIN_INTERVAL = 0.5
 
-    def __init__(self, job: ClaimedJob):
+    def __init__(self, job: ClaimedJob, checkpoints: _Checkpoints, progress: _Progress):
         self.job = job
+        self.checkpoints = checkpoints
+        self.progress = progress
+        self.index = 0
         self.cancelled = False
         self.last_check = time.monotonic()
 
-    def restart(self) -> _CancellationCheck:
+    def restart(self, index: int) -> _CancellationCheck:
+        self.index = index
         self.last_check = time.monotonic()
         return self
 
@@ -353,7 +379,12 @@ class _CancellationCheck:
         now = time.monotonic()
         if not self.cancelled and now - self.last_check >= self.MIN_INTERVAL:
             self.last_check = now
-            self.cancelled = Job.objects.filter(pk=self.job.id, status=JobStatus.CANCELLING).exists()
+            waiting = len(self.checkpoints.pending) - 1  # all but the running stage's
+            if waiting > 0:
+                status = self.checkpoints.write(waiting, self.progress.percent(self.index, 0.0))
+                self.cancelled = status != JobStatus.PROCESSING  # cancelling, or taken from this worker
+            else:
+                self.cancelled = Job.objects.filter(pk=self.job.id, status=JobStatus.CANCELLING).exists()
         return self.cancelled
 
 

@@ -336,7 +336,6 @@ def test_shutdown_hands_a_running_stage_back_and_the_attempt_does_not_count(stub
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.2)
-    assert not StageRun.objects.filter(job=job).exists()
 
     assert InterruptibleStage.hand_back_all() == 1
     worker.join(timeout=10)
