@@ -7,8 +7,9 @@ queues whose pickup users wait on need that pace: the jobs' priority bands
 and the webhook deliveries. The others poll every WORKER_IDLE_POLL_SLOW_MS:
 the delay queues (a delayed message waits for its time in the worker's
 memory once fetched, so the poll only matters for delays shorter than it),
-`maintenance` (periodic) and `default`. An idle worker then makes about 96
-calls a second instead of 240.
+`maintenance` (periodic) and `default`. An idle worker then makes about 130
+Redis calls a second instead of 330 (measured with `redis-cli info
+commandstats`).
 """
 
 from __future__ import annotations
