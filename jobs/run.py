@@ -647,10 +647,12 @@ def _transition_sql(job, from_statuses, changes, records, result, event, now) ->
         else:
             expressions.append((column, None))
             params[f"c_{column}"] = value
-    for i, record in enumerate(records):
-        fields = _record_fields(record)
-        fields["output"] = None if record.output is None else json.dumps(record.output)
-        params.update((f"r{i}_{name}", value) for name, value in fields.items())
+    if len(records) == 1:
+        fields = _record_fields(records[0])
+        fields["output"] = None if records[0].output is None else json.dumps(records[0].output)
+        params.update((f"r_{name}", value) for name, value in fields.items())
+    elif records:  # several runs: one JSON parameter, whatever their number
+        params["runs"] = json.dumps([_record_json(record) for record in records])
     if result is not None:
         fields = _result_fields(job, result, now)
         fields["result"] = None if result.file_name else result.encoded
@@ -659,7 +661,7 @@ def _transition_sql(job, from_statuses, changes, records, result, event, now) ->
     if event is not None:
         params.update(event_id=uuid.uuid4(), event_data=json.dumps(event[1]))
     sql = _transition_statement(
-        tuple(expressions), tuple(from_statuses), len(records), result is not None, event and event[0]
+        tuple(expressions), tuple(from_statuses), min(len(records), 2), result is not None, event and event[0]
     )
     row = _execute_one(sql, params)
     if row is None:
@@ -671,6 +673,10 @@ def _transition_sql(job, from_statuses, changes, records, result, event, now) ->
 
 _RECORD_FIELDS = ("index", "name", "stage_type", "status", "attempt", "job_attempt", "started_at", "finished_at",
                   "duration_ms", "output", "error", "traceback")  # fmt: skip
+# A run's fields in a jsonb_to_recordset() row (several runs in one statement).
+_RECORDSET_COLUMNS = ('"index" int, name text, stage_type text, status text, attempt int, job_attempt int, '
+                      "started_at timestamptz, finished_at timestamptz, duration_ms bigint, output jsonb, error text, "
+                      "traceback text")  # fmt: skip
 _RESULT_FIELDS = ("result", "result_file", "content_type", "size_bytes", "checksum", "metadata", "processing_time_ms",
                   "created_at", "expires_at")  # fmt: skip
 
@@ -679,7 +685,13 @@ _RESULT_FIELDS = ("result", "result_file", "content_type", "size_bytes", "checks
 def _transition_statement(
     expressions: tuple, from_statuses: tuple, n_records: int, with_result: bool, event_type: str | None
 ) -> str:
-    """The text of one transition's statement; a handful of shapes, built once each (and prepared by psycopg)."""
+    """The text of one transition's statement; a handful of shapes, built once each (and prepared by psycopg).
+
+    `n_records` is 0, 1 (the run's fields as parameters) or 2 (any number of
+    runs as one JSON parameter: psycopg caches a statement's parsing only up
+    to 50 parameters, so thirteen per run would have it parse a three-stage
+    completion's text at every call).
+    """
     sets = ", ".join(f"{column} = {sql or f'%(c_{column})s'}" for column, sql in expressions)
     statuses = ", ".join(f"'{status}'" for status in from_statuses)
     parts = [
@@ -688,10 +700,16 @@ def _transition_statement(
      WHERE id = %(id)s AND locked_by = %(worker)s AND status IN ({statuses})
  RETURNING id, status, webhook_url, user_id)"""
     ]
-    for i in range(n_records):
-        values = ", ".join(f"%(r{i}_{f})s" + ("::jsonb" if f == "output" else "") for f in _RECORD_FIELDS)
-        columns = ", ".join(_STAGE_RUN_COLUMNS)
-        parts.append(f"run{i} AS (INSERT INTO jobs_stagerun ({columns}) SELECT id, {values} FROM j)")
+    columns = ", ".join(_STAGE_RUN_COLUMNS)
+    if n_records == 1:
+        values = ", ".join(f"%(r_{f})s" + ("::jsonb" if f == "output" else "") for f in _RECORD_FIELDS)
+        parts.append(f"run AS (INSERT INTO jobs_stagerun ({columns}) SELECT id, {values} FROM j)")
+    elif n_records > 1:
+        values = ", ".join(f'r."{f}"' for f in _RECORD_FIELDS)
+        parts.append(
+            f"run AS (INSERT INTO jobs_stagerun ({columns}) SELECT j.id, {values} "
+            f"FROM j, jsonb_to_recordset(%(runs)s::jsonb) AS r({_RECORDSET_COLUMNS}))"
+        )
     if with_result:
         columns = ", ".join(_RESULT_FIELDS)
         values = ", ".join(f"%(x_{f})s::jsonb" if f in ("result", "metadata") else f"%(x_{f})s" for f in _RESULT_FIELDS)
@@ -726,6 +744,13 @@ def _record_fields(record: StageRecord) -> dict[str, Any]:
         "error": record.error,
         "traceback": record.traceback,
     }
+
+
+def _record_json(record: StageRecord) -> dict[str, Any]:
+    fields = _record_fields(record)
+    fields["started_at"] = record.started_at.isoformat()
+    fields["finished_at"] = record.finished_at and record.finished_at.isoformat()
+    return fields
 
 
 def _result_fields(job: ClaimedJob, result: _Result, now: datetime) -> dict[str, Any]:

@@ -50,10 +50,15 @@ def test_quick_idempotent_stages_are_written_with_the_completion():
 
     statements = _run_counting(job)
 
-    assert len(statements) == 2, statements  # claim, completion (with the three stage runs)
-    assert statements[1].count("INSERT INTO jobs_stagerun") == 3
+    assert len(statements) == 2, statements  # claim, completion (with the three stage runs, as one JSON parameter)
+    assert "jobs_stagerun" in statements[1] and "jsonb_to_recordset" in statements[1]
     runs = list(StageRun.objects.filter(job=job).order_by("index").values_list("name", "status", "output"))
     assert runs == [("s0", "completed", {"n": 1}), ("s1", "completed", {"n": 1}), ("s2", "completed", None)]
+    # Each run keeps its own times through the JSON parameter: in order, each within the job's run.
+    job.refresh_from_db()
+    times = list(StageRun.objects.filter(job=job).order_by("index").values_list("started_at", "finished_at"))
+    assert job.started_at <= times[0][0] <= times[0][1] <= times[1][0] <= times[2][1] <= job.completed_at
+    assert set(StageRun.objects.filter(job=job).values_list("attempt", "job_attempt")) == {(1, 1)}
 
 
 def test_each_further_stage_costs_one_statement_when_every_run_is_written_at_once(settings):
@@ -71,32 +76,31 @@ def _side_effect(ctx):
     return ctx.previous
 
 
-def test_a_stage_that_is_not_idempotent_is_checkpointed_as_it_finishes():
+def test_a_stage_that_is_not_idempotent_is_checkpointed_as_it_finishes(monkeypatch):
+    from jobs import run
+
     _postgresql_only()
     config = {"stages": [{"name": "a", "type": "echo"}, {"name": "send", "type": "test_statements_side_effect"},
                          {"name": "b", "type": "echo"}, {"name": "c", "type": "echo"}]}  # fmt: skip
     job = JobFactory(pipeline=PipelineFactory(config=config), status=JobStatus.QUEUED, input_data={"n": 1})
+    checkpointed = []
+    original = run.job_checkpoint
+
+    def recording(**kwargs):
+        checkpointed.append([record.name for record in kwargs["records"]])
+        return original(**kwargs)
+
+    monkeypatch.setattr(run, "job_checkpoint", recording)
 
     statements = _run_counting(job)
 
     # claim; the checkpoint after "send" (with the deferred run of "a"); completion with "b" and "c"
     assert len(statements) == 3, statements
-    assert [sql.count("INSERT INTO jobs_stagerun") for sql in statements] == [0, 2, 2]
-    assert StageRun.objects.filter(job=job, status="completed").count() == 4
-
-
-def test_a_retried_job_reads_its_checkpoints_once():
-    _postgresql_only()
-    job = _job(3)
-    job_run(job_id=str(job.pk))
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)  # as a retry would
-    StageRun.objects.filter(job=job, index=2).delete()
-
-    statements = _run_counting(job)
-
-    reads = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
-    assert len(reads) == 1 and "jobs_stagerun" in reads[0]
-    assert len(statements) == 3  # claim, the checkpoint read, completion (stages 0 and 1 are reused)
+    assert checkpointed == [["a", "send"]]
+    assert ["jsonb_to_recordset" in sql for sql in statements] == [False, True, True]
+    runs = StageRun.objects.filter(job=job).order_by("index").values_list("name", "status", "output")
+    assert list(runs) == [("a", "completed", {"n": 1}), ("send", "completed", {"n": 1}),
+                          ("b", "completed", {"n": 1}), ("c", "completed", None)]  # fmt: skip
 
 
 @pytest.mark.parametrize("interval_ms", [0, 1000])
