@@ -32,6 +32,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -600,7 +601,7 @@ def _transition(
     *,
     from_statuses: list[str],
     changes: dict[str, Any],
-    records: list[StageRecord] = (),
+    records: Sequence[StageRecord] = (),
     result: _Result | None = None,
     event: tuple[str, dict] | None = None,
     now: datetime,

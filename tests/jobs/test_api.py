@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from jobs.models import Job, JobResult, JobStatus, StageRun, StageRunStatus
 from jobs.run import job_run
 from tests.conftest import grant_role
+from tests.contracts import JOBSITE_SUMMARY_EXTRAS, SEED_JOB_SUMMARY
 from tests.factories import JobFactory, PipelineFactory, UserFactory
 
 JOBS_URL = "/api/v1/jobs/"
@@ -21,21 +22,8 @@ UNKNOWN_ID = "73f8e456-3b50-4b5c-b171-3c07af427102"
 REQUEST_ID = "test-request-0042"
 
 # The LLM workflow service's JobSummary, exactly, then jobsite's extras.
-SEED_SUMMARY_FIELDS = [
-    "job_id",
-    "workflow_name",
-    "status",
-    "priority",
-    "user_id",
-    "username",
-    "action",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_message",
-]
-SUMMARY_FIELDS = {*SEED_SUMMARY_FIELDS, "pipeline_version", "progress", "attempts", "max_attempts", "queued_at"}
+SEED_SUMMARY_FIELDS = SEED_JOB_SUMMARY
+SUMMARY_FIELDS = {*SEED_JOB_SUMMARY, *JOBSITE_SUMMARY_EXTRAS}
 # What the detail adds.
 DETAIL_EXTRA_FIELDS = {
     "input_data",

@@ -38,10 +38,20 @@ def test_a_stage_that_runs_on_writes_the_runs_waiting_before_it(settings):
     assert _runs(job) == [("a", "completed", 1), ("nap", "completed", 1)]
 
 
-def test_a_cancel_asked_while_runs_wait_is_seen_by_the_check_that_writes_them(settings):
+def test_a_cancel_asked_while_runs_wait_is_seen_by_the_check_that_writes_them(settings, monkeypatch):
+    from jobs import run
     from jobs.services import job_cancel
 
     settings.JOB_CHECKPOINT_INTERVAL_MS = 60_000
+    checkpoints = []  # (runs written, the status the same statement read back)
+    original = run.job_checkpoint
+
+    def recording(**kwargs):
+        status = original(**kwargs)
+        checkpoints.append(([record.name for record in kwargs["records"]], status))
+        return status
+
+    monkeypatch.setattr(run, "job_checkpoint", recording)
     config = {"stages": [{"name": "a", "type": "echo"}, {"name": "nap", "type": "sleep", "params": {"seconds": 30}}]}
     job = JobFactory(pipeline=PipelineFactory(config=config), status=JobStatus.QUEUED)
     worker = threading.Thread(target=lambda: (job_run(job_id=str(job.pk)), connection.close()))
@@ -55,6 +65,8 @@ def test_a_cancel_asked_while_runs_wait_is_seen_by_the_check_that_writes_them(se
     worker.join(timeout=10)
 
     assert not worker.is_alive()
+    # The check 0.5 s into "nap" wrote the run of "a" and read the cancel back in the same statement.
+    assert checkpoints == [(["a"], JobStatus.CANCELLING)]
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert _runs(job) == [("a", "completed", 1), ("nap", "cancelled", 1)]

@@ -44,6 +44,7 @@ from pipelines.models import Pipeline
 from pipelines.services import pipeline_ensure
 from tests import credentials
 from tests.conftest import grant_role
+from tests.contracts import JOBSITE_SUMMARY_EXTRAS, SEED_JOB_SUMMARY
 from tests.e2e.conftest import child_env, web_server
 from tests.factories import JobFactory, PipelineFactory, UserFactory
 from tests.seeds.test_real_clients import (
@@ -205,22 +206,8 @@ def verified(request, secret: str) -> dict:
 JOBS = "/api/v1/jobs"
 WORKFLOW = "/api/v1/workflow"
 VALIDATE = "/api/v1/workflow/validate"
-# JobSummary, in 001's order; then jobsite's extras.
-JOB_SUMMARY = [
-    "job_id",
-    "workflow_name",
-    "status",
-    "priority",
-    "user_id",
-    "username",
-    "action",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_message",
-]
-SUMMARY_EXTRAS = {"pipeline_version", "progress", "attempts", "max_attempts", "queued_at"}
+# JobSummary, in 001's order (tests.contracts); then jobsite's extras.
+JOB_SUMMARY, SUMMARY_EXTRAS = SEED_JOB_SUMMARY, JOBSITE_SUMMARY_EXTRAS
 # The contract's status groups (stored values).
 GROUPS = {
     "all": {"pending", "queued", "processing", "completed", "failed"},

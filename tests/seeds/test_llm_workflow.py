@@ -17,6 +17,7 @@ from django.utils import timezone
 from jobs.models import Job, JobResult, JobStatus
 from jobs.run import job_run
 from tests import credentials
+from tests.contracts import JOBSITE_SUMMARY_EXTRAS, SEED_JOB_SUMMARY
 from tests.factories import JobFactory, PipelineFactory
 
 from .conftest import REQUEST_ID, assert_request_id, fastapi_items, locs
@@ -26,22 +27,7 @@ WORKFLOW = "/api/v1/workflow"
 VALIDATE = "/api/v1/workflow/validate"
 ROOT = Path(__file__).resolve().parents[2]
 
-# JobSummary, in the seed's (001) order.
-JOB_SUMMARY = [
-    "job_id",
-    "workflow_name",
-    "status",
-    "priority",
-    "user_id",
-    "username",
-    "action",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_message",
-]
-JOBSITE_SUMMARY_EXTRAS = {"pipeline_version", "progress", "attempts", "max_attempts", "queued_at"}
+JOB_SUMMARY = SEED_JOB_SUMMARY  # in the seed's (001) order
 SEED_STATUSES = ["pending", "queued", "processing", "completed", "failed"]
 STATUS_FILTERS = {
     "running": {"queued", "processing"},

@@ -4,29 +4,14 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import JobEventType, JobStatus
+from tests.contracts import SEED_JOB_SUMMARY
 from webhooks.api.schema import PAYLOAD_EXAMPLES
 from webhooks.payloads import event_payload
 
 from .conftest import echo_job, event_for
 
-SUMMARY_FIELDS = {
-    "job_id",
-    "workflow_name",
-    "status",
-    "priority",
-    "user_id",
-    "username",
-    "action",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-    "error_message",
-    "pipeline_version",
-    "attempts",
-    "max_attempts",
-    "result_url",
-}
+# The seed's JobSummary and what a payload adds (no progress or queue time: an event is a moment).
+SUMMARY_FIELDS = {*SEED_JOB_SUMMARY, "pipeline_version", "attempts", "max_attempts", "result_url"}
 
 
 @pytest.fixture
