@@ -27,12 +27,26 @@ class IdlePoll(Middleware):
 
 
 class IsolatedStages(Middleware):
-    """Start the fork server of isolated stages when the worker boots, not when its first such stage runs."""
+    """Start the fork server of isolated stages when the worker boots if its pipelines need it.
+
+    See pipelines.isolation.prestart (ISOLATED_STAGES_PRESTART).
+    """
 
     def after_worker_boot(self, broker, worker):
-        from pipelines.isolation import warm_up
+        threading.Thread(target=self.prestart, name="jobsite-forkserver-prestart", daemon=True).start()
 
-        threading.Thread(target=warm_up, name="jobsite-forkserver-warm-up", daemon=True).start()
+    @staticmethod
+    def prestart():
+        from django.db import connection
+
+        from pipelines.isolation import prestart
+
+        try:
+            prestart()
+        except Exception:
+            logger.exception("Could not start the fork server of isolated stages; the first such stage will.")
+        finally:
+            connection.close()  # this thread's own connection: it does not outlive the check
 
 
 class DbConnections(Middleware):

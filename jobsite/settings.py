@@ -400,6 +400,11 @@ RESULT_TTL_DAYS = env.int("RESULT_TTL_DAYS", default=30)
 ALLOW_PRIVATE_NETWORK_URLS = env.bool("ALLOW_PRIVATE_NETWORK_URLS", default=False)
 # Isolated stages run in a child process whose address space is capped at this (0 = no cap).
 STAGE_MEMORY_LIMIT_MB = env.int("STAGE_MEMORY_LIMIT_MB", default=2048)
+# When a worker starts the fork server of isolated stages: at boot if an active pipeline has an isolated stage
+# (`auto`), at boot whatever the pipelines (`always`), or when the first isolated stage runs (`never`).
+ISOLATED_STAGES_PRESTART = env.str("ISOLATED_STAGES_PRESTART", default="auto").strip().lower()
+if ISOLATED_STAGES_PRESTART not in ("auto", "always", "never"):
+    raise ImproperlyConfigured("ISOLATED_STAGES_PRESTART must be auto, always or never.")
 # Modules that register stage types (`@stage`), imported at start-up by every process.
 JOBSITE_STAGE_MODULES = env.list("JOBSITE_STAGE_MODULES", default=[])
 # The run path's transitions as single statements on PostgreSQL (off: the ORM form every database uses).

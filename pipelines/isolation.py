@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from .deadline import InterruptibleStage, StageDeadline, StageTimeout
-from .registry import StageContext, StageType
+from .registry import StageContext, StageType, UnknownStageType, get_stage_type
 from .stages import StageCancelled
 
 # How often the waiting worker thread wakes to check the deadline and cancellation.
@@ -105,11 +105,40 @@ def _mp():
 
 
 def warm_up() -> None:
-    """Start the fork server now (a worker does at boot), so the first isolated stage does not wait for it."""
+    """Start the fork server now, so the first isolated stage does not wait for it."""
     from multiprocessing import forkserver
 
     _mp()
     forkserver.ensure_running()
+
+
+def prestart() -> bool:
+    """Start the fork server at a worker's boot if ISOLATED_STAGES_PRESTART says so; True if it did.
+
+    `auto` (the default) starts it when an active pipeline has an isolated
+    stage: the server is a second Django process (about as much memory as
+    the worker), which a worker whose pipelines run only in-process stages
+    does without. Otherwise it starts when the first isolated stage runs,
+    which then waits for it (about a second, once per worker process).
+    """
+    mode = settings.ISOLATED_STAGES_PRESTART
+    if mode == "never" or (mode == "auto" and not _active_pipelines_run_isolated()):
+        return False
+    warm_up()
+    return True
+
+
+def _active_pipelines_run_isolated() -> bool:
+    from .selectors import active_pipeline_stage_types
+
+    return any(_is_isolated(name) for name in active_pipeline_stage_types())
+
+
+def _is_isolated(name: str) -> bool:
+    try:
+        return get_stage_type(name).isolated
+    except UnknownStageType:
+        return False
 
 
 def _run_isolated(stage_type: StageType, context: StageContext, timeout_s: float | None) -> Any:

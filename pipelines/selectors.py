@@ -33,6 +33,12 @@ def active_pipeline_names() -> list[str]:
     return list(pipeline_list(include_inactive=False).values_list("name", flat=True))
 
 
+def active_pipeline_stage_types() -> set[str]:
+    """The stage types that the active pipelines' stages name."""
+    configs = pipeline_list(include_inactive=False).values_list("config", flat=True)
+    return {stage.get("type") for config in configs for stage in config.get("stages", []) if isinstance(stage, dict)}
+
+
 def _is_id(value: str) -> bool:
     # A primary key is a bigint: longer digit strings cannot name one (and would overflow the query).
     return value.isascii() and value.isdigit() and len(value) <= 18

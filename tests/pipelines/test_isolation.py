@@ -103,3 +103,52 @@ def test_the_jobs_time_limit_ends_an_isolated_stage_and_kills_its_process():
     assert not thread.is_alive()
     assert "raised" in outcome
     assert not (_descendants() & spinning), "the stage's process outlived its job"
+
+
+@pytest.fixture
+def warm_ups(monkeypatch):
+    """The fork server's starts that prestart asks for (the server itself is shared by the tests)."""
+    calls = []
+    monkeypatch.setattr("pipelines.isolation.warm_up", lambda: calls.append(True))
+    return calls
+
+
+def test_a_worker_starts_the_fork_server_at_boot_only_when_an_active_pipeline_has_an_isolated_stage(
+    db, settings, warm_ups
+):
+    from pipelines.isolation import prestart
+
+    settings.ISOLATED_STAGES_PRESTART = "auto"
+    PipelineFactory(config={"stages": [{"name": "e", "type": "echo"}]})
+    PipelineFactory(config={"stages": [{"name": "x", "type": "no_such_type"}]})
+    PipelineFactory(is_active=False, config={"stages": [{"name": "s", "type": "test_isolated_spin"}]})
+    assert prestart() is False
+    assert warm_ups == []
+
+    PipelineFactory(config={"stages": [{"name": "e", "type": "echo"}, {"name": "s", "type": "test_isolated_spin"}]})
+    assert prestart() is True
+    assert warm_ups == [True]
+
+
+@pytest.mark.parametrize(
+    ("mode", "stage_type", "started"),
+    [("always", "echo", True), ("never", "test_isolated_spin", False)],
+    ids=["always-without-isolated-stages", "never-with-one"],
+)
+def test_the_prestart_setting_overrides_what_the_pipelines_need(db, settings, warm_ups, mode, stage_type, started):
+    from pipelines.isolation import prestart
+
+    settings.ISOLATED_STAGES_PRESTART = mode
+    PipelineFactory(config={"stages": [{"name": "only", "type": stage_type}]})
+    assert prestart() is started
+    assert warm_ups == ([True] if started else [])
+
+
+def test_an_isolated_stage_starts_the_fork_server_itself_when_no_one_did():
+    """A worker that did not start the server at boot (`auto` without isolated pipelines) still runs such stages."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()  # as a worker that never started it
+    assert forkserver._forkserver._forkserver_pid is None
+    assert run_stage(get_stage_type("test_isolated_spin"), _context(seconds=0), timeout_s=30) == {"done": True}
+    assert forkserver._forkserver._forkserver_pid is not None
