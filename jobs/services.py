@@ -24,7 +24,7 @@ from django.utils import timezone
 from audit.models import AuditLog
 from audit.services import audit_entries, audit_record, audit_written
 from jobsite.broker.bulk import enqueue_many
-from jobsite.bulk_insert import insert_values
+from jobsite.bulk_insert import insert_rows
 from jobsite.observability import metrics
 from pipelines.models import Pipeline
 from pipelines.schemas import input_validator
@@ -353,8 +353,8 @@ def _insert_submissions(jobs: list[Job], events: list[JobEvent], entries: list) 
         return
     params: list[Any] = []
     sql = (
-        f"WITH j AS ({insert_values(Job, jobs, params)}), e AS ({insert_values(JobEvent, events, params)}) "
-        f"{insert_values(AuditLog, entries, params)} RETURNING id"
+        f"WITH j AS ({insert_rows(Job, jobs, params)}), e AS ({insert_rows(JobEvent, events, params)}) "
+        f"{insert_rows(AuditLog, entries, params)} RETURNING id"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

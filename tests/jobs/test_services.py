@@ -73,6 +73,39 @@ def test_job_submit_creates_a_pending_job_with_the_pipeline_config_snapshot(demo
     assert stub_broker.queues["jobs.high"].qsize() == 0
 
 
+def test_a_batch_stores_every_field_of_every_job_as_submitted(db, stub_broker):
+    """The batch insert sends the rows as JSON: text, nested JSON, UUIDs and times must come back unchanged."""
+    from audit.models import AuditLog
+    from jobs.models import JobEvent
+    from jobs.services import job_submit_many
+
+    pipeline_ensure(name="quoted", config=stages_config({"name": "echo", "type": "echo"}))
+    creator = UserFactory()
+    run_at = timezone.now().astimezone(timezone.get_fixed_timezone(-300)) + timedelta(days=1, microseconds=7)
+    tricky = {"q": 'it\'s "quoted" \\ back', "uni": "naïve ☃ 𝄞", "n": [1, 2.5, -3, None, True], "deep": {"a": {}}}
+    submissions = [
+        JobSubmission(pipeline="quoted", input_data=tricky, priority=10, user_id=creator.pk, username="o'brien",
+                      action="%s %(x)s", webhook_url="https://example.com/hook?a=1&b=%20",
+                      webhook_secret="s3cr3t", idempotency_key="key-1", run_at=run_at, debug_mode=True),
+        JobSubmission(pipeline="quoted", input_data={}),
+    ]  # fmt: skip
+
+    jobs = job_submit_many(submissions=submissions, context=SubmitContext(created_by=creator, request_id="r"))
+
+    for job in jobs:
+        stored = Job.objects.get(pk=job.pk)
+        for field in Job._meta.concrete_fields:
+            assert getattr(stored, field.attname) == getattr(job, field.attname), field.name
+    assert jobs[0].run_at == run_at and jobs[0].status == JobStatus.SCHEDULED
+    assert Job.objects.get(pk=jobs[0].pk).input_data == tricky
+    events = {event.job_id: event for event in JobEvent.objects.filter(job__in=jobs)}
+    assert events[jobs[0].pk].data == {"status": "scheduled", "run_at": run_at.isoformat()}
+    assert events[jobs[1].pk].data == {"status": "pending"}
+    assert set(AuditLog.objects.filter(action="jobs.job.create").values_list("resource_id", flat=True)) == {
+        str(job.pk) for job in jobs
+    }
+
+
 def test_job_keeps_its_config_snapshot_when_the_pipeline_changes_later(db, stub_broker):
     original = stages_config({"name": "a", "type": "echo"})
     pipeline_ensure(name="evolving", config=original)
