@@ -292,13 +292,16 @@ def _create_jobs(valid: list, context: SubmitContext, now: datetime) -> list[Job
     broker = dramatiq.get_broker()
     in_transaction = getattr(broker, "enqueues_in_transaction", False)
     jobs = []
+    pipeline_rows: dict[int, Pipeline] = {}  # one per pipeline, shared by its jobs
     for _, submission, pipeline in valid:
+        if pipeline.id not in pipeline_rows:
+            pipeline_rows[pipeline.id] = Pipeline(id=pipeline.id, name=pipeline.name, version=pipeline.version)
         scheduled = submission.run_at is not None and submission.run_at > now
         status = JobStatus.SCHEDULED if scheduled else (JobStatus.QUEUED if in_transaction else JobStatus.PENDING)
         jobs.append(
             Job(
                 id=uuid.uuid4(),
-                pipeline=Pipeline(id=pipeline.id, name=pipeline.name, version=pipeline.version),
+                pipeline=pipeline_rows[pipeline.id],
                 pipeline_version=pipeline.version,
                 pipeline_config=pipeline.config,
                 status=status,
