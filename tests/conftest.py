@@ -91,6 +91,25 @@ def require_service(name: str, reason: str):
     pytest.skip(f"{name} not configured: {reason}")
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, and before it is dropped, the end of the sessions tests left open.
+
+    Live servers and workers started by tests keep connections until their
+    process or thread ends; PostgreSQL refuses to drop a database in use, so
+    without this the run ended with a warning and left the database behind.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Every test starts with empty rate-limit counters."""
