@@ -21,7 +21,8 @@ that frees room in its prefetch window wakes it at once, and on PostgreSQL a
 `NOTIFY` sent with every enqueue wakes idle consumers of that queue (one
 listening connection per process). Otherwise an idle consumer looks every
 `poll_interval_ms` (on SQLite for new messages; everywhere for delayed ones
-coming due). Acks are collected and deleted in batches by the consumer.
+coming due). Acks are collected and deleted in batches by the consumer, on
+PostgreSQL in the statement of its next fetch.
 
 This module must not import models at import time: django-dramatiq builds the
 broker while the app registry is still loading.
@@ -328,6 +329,19 @@ class _DatabaseMessageProxy(MessageProxy):
         self.row_id = row_id
 
 
+# A consumer's fetch on PostgreSQL: lease up to n ready rows of a queue, higher priority first.
+_LEASE = """
+    UPDATE broker_message SET state = 'leased', consumer_id = %s, lease_expires_at = %s, deliveries = deliveries + 1
+     WHERE id IN (SELECT id FROM broker_message
+                   WHERE queue_name = %s AND state = 'ready' AND available_at <= %s
+                   ORDER BY priority DESC, available_at, id
+                   LIMIT %s FOR UPDATE SKIP LOCKED)
+ RETURNING id, body, priority, available_at
+"""
+# The same, deleting the rows of the acks collected since the last fetch (constant text: no injection).
+_DELETE_ACKED_AND_LEASE = "WITH acked AS (DELETE FROM broker_message WHERE id = ANY(%s) AND consumer_id = %s)" + _LEASE  # noqa: S608
+
+
 class _DatabaseConsumer(Consumer):
     def __init__(self, broker: DatabaseBroker, queue_name: str, prefetch: int, timeout: int) -> None:
         self.broker = broker
@@ -415,17 +429,21 @@ class _DatabaseConsumer(Consumer):
     def __next__(self) -> _DatabaseMessageProxy | None:
         deadline = time.monotonic() + self.timeout
         while True:
-            self._call(self._flush_acks)
             if time.monotonic() >= self.next_housekeeping:
                 self._call(self._housekeeping)
             if self.buffer:
                 return self.buffer.popleft()
+            # The acks collected since the last fetch are settled with the next one (on PostgreSQL in the
+            # same statement), or alone when there is no room to fetch: the buffer empties at once (Dramatiq
+            # takes every message it is given), so an acked row waits milliseconds for its delete.
             room = self.broker._room(self.queue_name, self.prefetch)
             if room > 0:
                 fetched = self._call(self._fetch, room)
                 if fetched:
                     self.buffer.extend(fetched)
                     continue
+            else:
+                self._call(self._flush_acks)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -454,7 +472,17 @@ class _DatabaseConsumer(Consumer):
         self.next_housekeeping = time.monotonic() + self.broker.lease_seconds / 3
 
     def _fetch(self, limit: int) -> list[_DatabaseMessageProxy]:
-        rows = self._lease_postgresql(limit) if self.listening else self._lease_generic(limit)
+        """Settle the collected acks and lease up to `limit` rows."""
+        if self.listening:
+            acked = self.broker._take_acked(self.queue_name)
+            try:
+                rows = self._lease_postgresql(limit, acked)
+            except Exception:
+                self.broker._give_back_acked(self.queue_name, acked)
+                raise
+        else:
+            self._flush_acks()
+            rows = self._lease_generic(limit)
         if not rows:
             return []
         self.broker._track(self.queue_name, [row_id for row_id, _ in rows])
@@ -471,30 +499,24 @@ class _DatabaseConsumer(Consumer):
             self._dead_letter(undecodable)
         return fetched
 
-    def _lease_postgresql(self, limit: int) -> list[tuple[int, bytes]]:
-        """Lease up to `limit` ready rows in one statement; return them in delivery order."""
+    def _lease_postgresql(self, limit: int, acked: list[int]) -> list[tuple[int, bytes]]:
+        """Lease up to `limit` ready rows, deleting the acked rows in the same statement; in delivery order."""
         from django.utils import timezone
 
         now = timezone.now()
+        params = [
+            self.broker.consumer_id,
+            now + timedelta(seconds=self.broker.lease_seconds),
+            self.queue_name,
+            now,
+            limit,
+        ]
+        sql = _LEASE
+        if acked:
+            sql = _DELETE_ACKED_AND_LEASE
+            params = [acked, self.broker.consumer_id, *params]
         with self.broker._connection().cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE broker_message SET state = 'leased', consumer_id = %s, lease_expires_at = %s,
-                       deliveries = deliveries + 1
-                 WHERE id IN (SELECT id FROM broker_message
-                               WHERE queue_name = %s AND state = 'ready' AND available_at <= %s
-                               ORDER BY priority DESC, available_at, id
-                               LIMIT %s FOR UPDATE SKIP LOCKED)
-             RETURNING id, body, priority, available_at
-                """,
-                [
-                    self.broker.consumer_id,
-                    now + timedelta(seconds=self.broker.lease_seconds),
-                    self.queue_name,
-                    now,
-                    limit,
-                ],
-            )
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         rows.sort(key=lambda row: (-row[2], row[3], row[0]))
         return [(row_id, body) for row_id, body, _, _ in rows]

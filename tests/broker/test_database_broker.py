@@ -173,9 +173,28 @@ def test_acks_from_worker_threads_touch_no_connection_and_are_deleted_in_one_bat
 
     with CaptureQueriesContext(connection) as queries:
         assert next(consumer) is None
-    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
+    deletes = [q["sql"] for q in queries.captured_queries if "DELETE" in q["sql"]]
     assert len(deletes) == 1
     assert not BrokerMessage.objects.filter(queue_name=QUEUE).exists()
+
+
+def test_on_postgresql_the_acks_are_deleted_by_the_statement_that_fetches_the_next_messages():
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite deletes the acks with a statement of their own")
+    broker = _broker()
+    for n in range(4):
+        broker.enqueue(_message(n))
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=200)
+    first = [next(consumer), next(consumer)]
+    for message in first:
+        consumer.ack(message)
+
+    with CaptureQueriesContext(connection) as queries:
+        third = next(consumer)
+    assert third.args == (2,)
+    assert len(queries.captured_queries) == 1  # the acks' DELETE and the lease, one round trip
+    assert not BrokerMessage.objects.filter(pk__in=[m.row_id for m in first]).exists()
+    assert _rows(BrokerMessage.State.LEASED).count() == 2  # the two just fetched
 
 
 def test_an_ack_wakes_a_consumer_whose_prefetch_window_is_full():
