@@ -497,10 +497,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--jobs", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=30, help="timings per page (at least 2: a p95 needs two)")
     parser.add_argument("--only", nargs="*", help="time only the pages whose name contains one of these")
     parser.add_argument("--screenshots", type=Path, help="save PNGs of the main admin pages in this folder, no timing")
     args = parser.parse_args()
+    if args.runs < 2:
+        parser.error("--runs must be at least 2: a p95 needs two timings")
 
     ensure_database(args.database_url)
     setup_django(args.database_url)

@@ -205,11 +205,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--jobs", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=50, help="timings per page (at least 2: a p95 needs two)")
     parser.add_argument(
         "--reuse", action="store_true", help="Use a database that already has tables (its jobs, if they number --jobs)."
     )
     args = parser.parse_args()
+    if args.runs < 2:
+        parser.error("--runs must be at least 2: a p95 needs two timings")
 
     made_by_bench = prepare_database(args.database_url, reuse=args.reuse)
     setup_django(args.database_url)
