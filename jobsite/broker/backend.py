@@ -452,11 +452,17 @@ class _DatabaseConsumer(Consumer):
             self.broker._wait(self.queue_name, min(self.broker.poll_interval, remaining))
 
     def _housekeeping(self) -> None:
-        """Renew the leases of in-flight rows and return expired leases to the queue."""
+        """Delete the acked rows, renew the leases of in-flight rows and return expired leases to the queue.
+
+        The acks go first: an acked row's lease is no longer renewed, and one
+        that ran out (acks kept through a database outage) must not be returned
+        to the queue and delivered again.
+        """
         from django.utils import timezone
 
         from .models import BrokerMessage
 
+        self._flush_acks()
         now = timezone.now()
         lease = timedelta(seconds=self.broker.lease_seconds)
         in_flight = self.broker._tracked(self.queue_name)

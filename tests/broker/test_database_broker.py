@@ -197,6 +197,20 @@ def test_on_postgresql_the_acks_are_deleted_by_the_statement_that_fetches_the_ne
     assert _rows(BrokerMessage.State.LEASED).count() == 2  # the two just fetched
 
 
+def test_an_acked_message_whose_lease_ran_out_before_its_delete_is_not_delivered_again():
+    """Acks kept through an outage longer than the lease: the restarted consumer deletes them before it
+    returns expired leases to the queue."""
+    broker = _broker(lease_seconds=1)
+    broker.enqueue(_message(7))
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=200)
+    consumer.ack(next(consumer))
+    time.sleep(1.5)  # the row's lease runs out while its ack waits
+
+    restarted = broker.consume(QUEUE, prefetch=1, timeout=200)
+    assert next(restarted) is None
+    assert not BrokerMessage.objects.filter(queue_name=QUEUE).exists()
+
+
 def test_an_ack_wakes_a_consumer_whose_prefetch_window_is_full():
     broker = _broker(poll_interval_ms=10_000)
     for n in range(2):
