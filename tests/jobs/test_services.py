@@ -565,3 +565,15 @@ def test_the_jobs_run_actor_runs_the_job(demo_pipelines):
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
     assert JobResult.objects.filter(job=job).exists()
+
+
+def test_a_value_json_cannot_encode_inside_a_json_field_is_refused_not_stored_as_text(db):
+    """The batch insert turns the table's own UUIDs and times into text, never what a JSON field holds."""
+    from jobs.models import JobEvent
+    from jobs.services import _insert_submissions
+
+    job = JobFactory.build(status=JobStatus.PENDING)
+    event = JobEvent(job_id=job.pk, type="job.created", data={"at": timezone.now()}, created_at=timezone.now())
+    with pytest.raises(TypeError):
+        _insert_submissions([job], [event], [])
+    assert not Job.objects.filter(pk=job.pk).exists()
