@@ -29,24 +29,32 @@ class IdlePoll(Middleware):
 class IsolatedStages(Middleware):
     """Start the fork server of isolated stages when the worker boots if its pipelines need it.
 
-    See pipelines.isolation.prestart (ISOLATED_STAGES_PRESTART).
+    The pipelines are read before the worker's threads start, on a connection
+    closed at once, so that the read never adds to the connections a running
+    worker holds; the server then starts in a thread of its own.
+    See pipelines.isolation.prestart_wanted (ISOLATED_STAGES_PRESTART).
     """
 
-    def after_worker_boot(self, broker, worker):
-        threading.Thread(target=self.prestart, name="jobsite-forkserver-prestart", daemon=True).start()
+    def __init__(self):
+        self.wanted = False
 
-    @staticmethod
-    def prestart():
+    def before_worker_boot(self, broker, worker):
         from django.db import connection
 
-        from pipelines.isolation import prestart
+        from pipelines.isolation import prestart_wanted
 
         try:
-            prestart()
+            self.wanted = prestart_wanted()
         except Exception:
-            logger.exception("Could not start the fork server of isolated stages; the first such stage will.")
+            logger.exception("Could not read the pipelines; the first isolated stage will start the fork server.")
         finally:
-            connection.close()  # this thread's own connection: it does not outlive the check
+            connection.close()
+
+    def after_worker_boot(self, broker, worker):
+        from pipelines.isolation import warm_up
+
+        if self.wanted:
+            threading.Thread(target=warm_up, name="jobsite-forkserver-warm-up", daemon=True).start()
 
 
 class DbConnections(Middleware):

@@ -112,8 +112,8 @@ def warm_up() -> None:
     forkserver.ensure_running()
 
 
-def prestart() -> bool:
-    """Start the fork server at a worker's boot if ISOLATED_STAGES_PRESTART says so; True if it did.
+def prestart_wanted() -> bool:
+    """Whether a worker starts the fork server at boot (ISOLATED_STAGES_PRESTART).
 
     `auto` (the default) starts it when an active pipeline has an isolated
     stage: the server is a second Django process (about as much memory as
@@ -122,10 +122,7 @@ def prestart() -> bool:
     which then waits for it (about a second, once per worker process).
     """
     mode = settings.ISOLATED_STAGES_PRESTART
-    if mode == "never" or (mode == "auto" and not _active_pipelines_run_isolated()):
-        return False
-    warm_up()
-    return True
+    return mode == "always" or (mode == "auto" and _active_pipelines_run_isolated())
 
 
 def _active_pipelines_run_isolated() -> bool:

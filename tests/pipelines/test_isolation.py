@@ -105,43 +105,49 @@ def test_the_jobs_time_limit_ends_an_isolated_stage_and_kills_its_process():
     assert not (_descendants() & spinning), "the stage's process outlived its job"
 
 
-@pytest.fixture
-def warm_ups(monkeypatch):
-    """The fork server's starts that prestart asks for (the server itself is shared by the tests)."""
-    calls = []
-    monkeypatch.setattr("pipelines.isolation.warm_up", lambda: calls.append(True))
-    return calls
-
-
-def test_a_worker_starts_the_fork_server_at_boot_only_when_an_active_pipeline_has_an_isolated_stage(
-    db, settings, warm_ups
-):
-    from pipelines.isolation import prestart
+def test_a_worker_starts_the_fork_server_at_boot_only_when_an_active_pipeline_has_an_isolated_stage(db, settings):
+    from pipelines.isolation import prestart_wanted
 
     settings.ISOLATED_STAGES_PRESTART = "auto"
     PipelineFactory(config={"stages": [{"name": "e", "type": "echo"}]})
     PipelineFactory(config={"stages": [{"name": "x", "type": "no_such_type"}]})
     PipelineFactory(is_active=False, config={"stages": [{"name": "s", "type": "test_isolated_spin"}]})
-    assert prestart() is False
-    assert warm_ups == []
+    assert prestart_wanted() is False
 
     PipelineFactory(config={"stages": [{"name": "e", "type": "echo"}, {"name": "s", "type": "test_isolated_spin"}]})
-    assert prestart() is True
-    assert warm_ups == [True]
+    assert prestart_wanted() is True
 
 
 @pytest.mark.parametrize(
-    ("mode", "stage_type", "started"),
+    ("mode", "stage_type", "wanted"),
     [("always", "echo", True), ("never", "test_isolated_spin", False)],
     ids=["always-without-isolated-stages", "never-with-one"],
 )
-def test_the_prestart_setting_overrides_what_the_pipelines_need(db, settings, warm_ups, mode, stage_type, started):
-    from pipelines.isolation import prestart
+def test_the_prestart_setting_overrides_what_the_pipelines_need(db, settings, mode, stage_type, wanted):
+    from pipelines.isolation import prestart_wanted
 
     settings.ISOLATED_STAGES_PRESTART = mode
     PipelineFactory(config={"stages": [{"name": "only", "type": stage_type}]})
-    assert prestart() is started
-    assert warm_ups == ([True] if started else [])
+    assert prestart_wanted() is wanted
+
+
+def test_the_worker_middleware_reads_the_pipelines_before_boot_and_starts_the_server_after(
+    transactional_db, settings, monkeypatch
+):
+    from django.db import connection
+
+    from jobs.middleware import IsolatedStages
+
+    started = threading.Event()
+    monkeypatch.setattr("pipelines.isolation.warm_up", started.set)
+    settings.ISOLATED_STAGES_PRESTART = "auto"
+    PipelineFactory(config={"stages": [{"name": "s", "type": "test_isolated_spin"}]})
+    middleware = IsolatedStages()
+
+    middleware.before_worker_boot(None, None)
+    assert connection.connection is None  # closed: the read holds no connection into the worker's life
+    middleware.after_worker_boot(None, None)
+    assert started.wait(5)
 
 
 def test_an_isolated_stage_starts_the_fork_server_itself_when_no_one_did():
