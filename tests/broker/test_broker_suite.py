@@ -199,17 +199,20 @@ def test_two_consumers_never_receive_the_same_message(kit):
 
     def consume(slot):
         consumer = kit.new().consume(QUEUE, prefetch=8, timeout=300)
+        ready.wait(30)  # both consumers start together: neither drains the queue while the other connects
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < 1.5:
             message = next(consumer)
             if message is None:
                 continue
             received[slot].append(message.message_id)
+            time.sleep(0.005)  # a message takes some work: a consumer does not drain 120 before the other's first fetch
             consumer.ack(message)
             idle_since = time.monotonic()
         consumer.close()
         connection.close()
 
+    ready = threading.Barrier(2)
     threads = [threading.Thread(target=consume, args=(slot,)) for slot in (0, 1)]
     for thread in threads:
         thread.start()
