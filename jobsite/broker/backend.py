@@ -37,6 +37,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from datetime import timedelta
 
 from dramatiq.broker import Broker, Consumer, MessageProxy
@@ -379,15 +380,20 @@ class _DatabaseConsumer(Consumer):
     def nack(self, message: _DatabaseMessageProxy) -> None:
         self._call(self._dead_letter, [message.row_id])
 
-    def _flush_acks(self) -> None:
+    @contextmanager
+    def _settling_acks(self):
+        """The acks collected so far, for a statement that deletes their rows; given back if it fails."""
         row_ids = self.broker._take_acked(self.queue_name)
-        if not row_ids:
-            return
         try:
-            self.broker.messages.filter(id__in=row_ids, consumer_id=self.broker.consumer_id).delete()
+            yield row_ids
         except Exception:
             self.broker._give_back_acked(self.queue_name, row_ids)
             raise
+
+    def _flush_acks(self) -> None:
+        with self._settling_acks() as row_ids:
+            if row_ids:
+                self.broker.messages.filter(id__in=row_ids, consumer_id=self.broker.consumer_id).delete()
 
     def _dead_letter(self, row_ids: list[int]) -> None:
         from django.utils import timezone
@@ -480,12 +486,8 @@ class _DatabaseConsumer(Consumer):
     def _fetch(self, limit: int) -> list[_DatabaseMessageProxy]:
         """Settle the collected acks and lease up to `limit` rows."""
         if self.listening:
-            acked = self.broker._take_acked(self.queue_name)
-            try:
+            with self._settling_acks() as acked:
                 rows = self._lease_postgresql(limit, acked)
-            except Exception:
-                self.broker._give_back_acked(self.queue_name, acked)
-                raise
         else:
             self._flush_acks()
             rows = self._lease_generic(limit)

@@ -197,6 +197,28 @@ def test_on_postgresql_the_acks_are_deleted_by_the_statement_that_fetches_the_ne
     assert _rows(BrokerMessage.State.LEASED).count() == 2  # the two just fetched
 
 
+def test_acks_whose_delete_failed_are_kept_and_deleted_by_the_next_statement_that_can():
+    broker = _broker()
+    for n in range(3):
+        broker.enqueue(_message(n))
+    consumer = broker.consume(QUEUE, prefetch=2, timeout=200)
+    first = [next(consumer), next(consumer)]
+    for message in first:
+        consumer.ack(message)
+
+    def lose_the_connection_on_delete(execute, sql, params, many, context):
+        if "DELETE" in sql:
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(lose_the_connection_on_delete), pytest.raises(ConnectionClosed):
+        next(consumer)
+    assert BrokerMessage.objects.filter(pk__in=[m.row_id for m in first]).count() == 2
+
+    assert next(consumer).args == (2,)
+    assert not BrokerMessage.objects.filter(pk__in=[m.row_id for m in first]).exists()
+
+
 def test_an_acked_message_whose_lease_ran_out_before_its_delete_is_not_delivered_again():
     """Acks kept through an outage longer than the lease: the restarted consumer deletes them before it
     returns expired leases to the queue."""
