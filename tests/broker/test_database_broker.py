@@ -178,16 +178,22 @@ def test_acks_from_worker_threads_touch_no_connection_and_are_deleted_in_one_bat
     assert not BrokerMessage.objects.filter(queue_name=QUEUE).exists()
 
 
-def test_on_postgresql_the_acks_are_deleted_by_the_statement_that_fetches_the_next_messages():
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite deletes the acks with a statement of their own")
+def _two_taken_and_acked(messages: int):
+    """A consumer (prefetch 2) of `messages` enqueued ones, having taken and acked the first two."""
     broker = _broker()
-    for n in range(4):
+    for n in range(messages):
         broker.enqueue(_message(n))
     consumer = broker.consume(QUEUE, prefetch=2, timeout=200)
     first = [next(consumer), next(consumer)]
     for message in first:
         consumer.ack(message)
+    return consumer, first
+
+
+def test_on_postgresql_the_acks_are_deleted_by_the_statement_that_fetches_the_next_messages():
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite deletes the acks with a statement of their own")
+    consumer, first = _two_taken_and_acked(messages=4)
 
     with CaptureQueriesContext(connection) as queries:
         third = next(consumer)
@@ -198,13 +204,7 @@ def test_on_postgresql_the_acks_are_deleted_by_the_statement_that_fetches_the_ne
 
 
 def test_acks_whose_delete_failed_are_kept_and_deleted_by_the_next_statement_that_can():
-    broker = _broker()
-    for n in range(3):
-        broker.enqueue(_message(n))
-    consumer = broker.consume(QUEUE, prefetch=2, timeout=200)
-    first = [next(consumer), next(consumer)]
-    for message in first:
-        consumer.ack(message)
+    consumer, first = _two_taken_and_acked(messages=3)
 
     def lose_the_connection_on_delete(execute, sql, params, many, context):
         if "DELETE" in sql:
