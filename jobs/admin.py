@@ -35,8 +35,8 @@ from dramatiq.errors import BrokerConnectionError
 from audit.admin_site import ReadOnlyAdminMixin
 from audit.context import admin_context
 from audit.models import AuditLog
-from jobsite.api.pagination import bounded_count
 from jobsite.broker.depth import broker_queue_depths
+from jobsite.counting import bounded_count
 from pipelines.secrets import config_masked
 from webhooks.selectors import deliveries_for_job
 

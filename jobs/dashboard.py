@@ -5,7 +5,7 @@ Every query here is bounded by an index (see jobs migration 0008): the list's
 filters and sorts, the per-minute and per-day throughput (by completion time),
 the failure groups (failed jobs of a window), the worker figures (`locked_by`
 prefix). Counts that could run into millions are bounded
-(:func:`jobsite.api.pagination.bounded_count`). The dashboard's other numbers
+(:func:`jobsite.counting.bounded_count`). The dashboard's other numbers
 come from the selectors `/api/v1/jobs/stats/` and `/health/queue` use.
 """
 
@@ -24,9 +24,8 @@ from django.db.models.functions import Cast, Left, StrIndex, Substr, TruncDay, T
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from jobsite.api.pagination import bounded_count
+from jobsite.counting import bounded_count
 
-from .filters import parse_limit_results, parse_statuses
 from .models import STATUS_GROUPS, Job, JobEventType, JobStatus, StageRun, WorkerProcess
 from .selectors import live_workers
 from .services import PRIORITY_BANDS, band_queue
@@ -43,15 +42,15 @@ CREATED_PERIODS = {
     "7d": "Last 7 days",
     "30d": "Last 30 days",
 }
-_LIMIT_RESULTS = {"today": "Today", "7d": "7 Days", "30d": "30 Days"}
 
 
 def period_start(period: str) -> datetime:
     """The start of a "Created" period, from now; `today` is since 00:00 UTC, as the API's `limit_results=Today`."""
-    if period in _LIMIT_RESULTS:
-        return parse_limit_results(_LIMIT_RESULTS[period])
+    now = timezone.now()
+    if period == "today":
+        return day_start(now)
     if period in WINDOWS:
-        return timezone.now() - WINDOWS[period]
+        return now - WINDOWS[period]
     raise ValueError(f"Unknown period {period!r}; expected one of: {', '.join(CREATED_PERIODS)}.")
 
 
@@ -107,6 +106,9 @@ class JobCriteria:
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> JobCriteria:
         """Read the admin list's query string; raise ValueError naming a bad value."""
+        # The API's status parser (it loads REST framework and django-filter: here, not in workers).
+        from .filters import parse_statuses
+
         values: dict[str, Any] = {}
         if params.get("status"):
             try:

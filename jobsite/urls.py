@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from jobs.api.seeds.urls import starter_patterns, task_patterns
 
 from . import health
+from .api import schema  # noqa: F401  the OpenAPI descriptions of the API-key and shared-secret schemes
 from .observability.views import metrics_view
 
 urlpatterns = [

@@ -13,9 +13,12 @@ import binascii
 import functools
 import hashlib
 import secrets as random
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 PREFIX = "whsec_"
 MIN_KEY_BYTES, MAX_KEY_BYTES = 24, 64
@@ -44,6 +47,10 @@ def secret_check(secret: str) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    # Imported on first use: cryptography costs a process about 8 MB, and a
+    # worker that never signs a delivery never needs it.
+    from cryptography.fernet import Fernet, MultiFernet
+
     if not keys:
         derived = hashlib.sha256(b"jobsite.webhooks.secrets:" + secret_key.encode()).digest()
         keys = (base64.urlsafe_b64encode(derived).decode(),)
@@ -61,6 +68,8 @@ def secret_encrypt(secret: str) -> str:
 
 def secret_decrypt(ciphertext: str) -> str:
     """The secret behind stored ciphertext; ValueError when no configured key opens it."""
+    from cryptography.fernet import InvalidToken
+
     try:
         return _keys().decrypt(ciphertext.encode()).decode()
     except InvalidToken:

@@ -6,14 +6,13 @@ results}`) and for the jobs list, whose envelope is the LLM workflow service's
 page/page_size for the task API (seed 003).
 """
 
-import json
 import math
 
-from django.conf import settings
-from django.db import connections
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+
+from jobsite.counting import bounded_count
 
 
 def _bounded_int(request, name: str, *, default: int, low: int, high: int | None) -> int:
@@ -34,35 +33,6 @@ def _bounded_int(request, name: str, *, default: int, low: int, high: int | None
         code = "int_parsing" if value is None else "greater_than_equal" if value < low else "less_than_equal"
         raise ValidationError({name: [f"Must be an integer {bounds}; got {raw!r}."]}, code=code)
     return value
-
-
-def estimated_count(queryset) -> int | None:
-    """PostgreSQL's planner estimate of the queryset's row count, or None elsewhere."""
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        return None
-    sql, params = queryset.order_by().query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-def bounded_count(queryset) -> tuple[int, bool]:
-    """The queryset's row count, exact up to API_COUNT_EXACT_MAX; past it the planner's estimate where there is one.
-
-    Returns `(count, estimated)`. The exact part reads at most the cap plus one
-    row, so a list over millions of rows never pays for a full `COUNT(*)`.
-    """
-    cap = settings.API_COUNT_EXACT_MAX
-    exact = queryset.order_by()[: cap + 1].count()
-    if exact <= cap:
-        return exact, False
-    estimate = estimated_count(queryset)
-    if estimate is None:
-        return queryset.count(), False
-    return max(estimate, exact), True
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
