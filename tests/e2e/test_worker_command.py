@@ -1,0 +1,112 @@
+"""`manage.py worker`: the worker in one process, on both brokers, started and stopped for real."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from django.conf import settings
+
+from jobs.models import Job, JobStatus
+from jobs.selectors import live_workers
+from pipelines.services import pipeline_ensure
+
+from .conftest import ROOT, child_env, database_url, web_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["db", "redis"])
+def env(request, transactional_db):
+    broker = request.getfixturevalue("redis_url") if request.param == "redis" else "db"
+    return child_env(DATABASE_URL=database_url(), DRAMATIQ_BROKER_URL=broker, JOB_SHUTDOWN_GRACE_SECONDS="20")
+
+
+@pytest.fixture
+def api(env):
+    """The API on the same database and broker, to submit jobs through."""
+    with web_server(env, threads=2) as url:
+        yield url
+
+
+def start(env, *args):
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "worker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(predicate, proc, timeout=30, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the worker exited ({proc.returncode}) before {what}:\n{proc.stdout.read()}")
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} after {timeout} s")
+
+
+def submit(api: str, pipeline: str, seconds: float) -> str:
+    pipeline_ensure(
+        name=pipeline, config={"stages": [{"name": "nap", "type": "sleep", "params": {"seconds": seconds}}]}
+    )
+    response = requests.post(
+        f"{api}/api/v1/jobs/",
+        json={"pipeline": pipeline, "input_data": {}},
+        headers={"X-API-Secret": settings.JOBSITE_API_SECRET},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["job_id"]
+
+
+def status(job_id: str) -> str:
+    return Job.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+def test_sigterm_lets_the_running_job_finish_then_the_worker_exits_0(env, api):
+    proc = start(env, "--threads", "2")
+    try:
+        job = submit(api, "worker-command-nap", 2)
+        wait_for(lambda: status(job) == JobStatus.PROCESSING, proc, what="a running job")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert status(job) == JobStatus.COMPLETED
+    assert "Worker ready" in output and "2 threads" in output
+    assert "Worker stopped." in output
+    # It recorded its shutdown: it no longer counts as a live worker.
+    assert not live_workers().exists()
+
+
+def test_a_second_signal_exits_at_once_and_leaves_the_job_to_recovery(env, api):
+    proc = start(env, "--threads", "1")
+    try:
+        job = submit(api, "worker-command-long-nap", 60)
+        wait_for(lambda: status(job) == JobStatus.PROCESSING, proc, what="a running job")
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, output
+    assert "Second signal" in output
+    assert status(job) == JobStatus.PROCESSING  # still held: recovery hands it to another worker
+
+
+def test_an_unknown_queue_is_refused_before_the_worker_starts(env):
+    proc = start(env, "--queues", "jobs", "no-such-queue")
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "No actor uses the queue(s) no-such-queue." in output
+    assert "Worker ready" not in output
