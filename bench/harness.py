@@ -86,17 +86,21 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
+def tree(*pids: int) -> list[psutil.Process]:
+    """The processes and all their descendants."""
+    procs = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs += [root, *root.children(recursive=True)]
+        except psutil.Error:
+            pass
+    return procs
 
 
-def tree_cpu_seconds(pid: int) -> float:
+def tree_cpu_seconds(*pids: int) -> float:
     total = 0.0
-    for proc in tree(pid):
+    for proc in tree(*pids):
         try:
             times = proc.cpu_times()
             total += times.user + times.system
@@ -119,18 +123,18 @@ def postgres_cpu_seconds() -> float:
 
 
 class PeakRss(threading.Thread):
-    """Samples the summed RSS of a process tree every 0.2 s and keeps the peak."""
+    """Samples the summed RSS of process trees every 0.2 s and keeps the peak."""
 
-    def __init__(self, pid: int):
+    def __init__(self, *pids: int):
         super().__init__(daemon=True)
-        self.pid = pid
+        self.pids = pids
         self.peak = 0
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(0.2):
             rss = 0
-            for proc in tree(self.pid):
+            for proc in tree(*self.pids):
                 with suppress(psutil.Error):
                     rss += proc.memory_info().rss
             self.peak = max(self.peak, rss)

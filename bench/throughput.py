@@ -9,7 +9,8 @@ prints a JSON line; per scenario the medians:
 - worker CPU ms per job and PostgreSQL CPU ms per job over the steady state;
 - SQL statements and commits per job counted in the worker (bench/sqlcount.py),
   split into the job path, the broker's own statements and the heartbeat;
-- the worker's peak RSS;
+- the peak RSS of the worker processes (all of them, and Dramatiq's main process
+  with `--worker rundramatiq`), as the anchors measure theirs;
 - with `--with-anchors`, the same-session ratio to ../shared/anchors'
   `case2_dramatiq_pg` (minimal durable Dramatiq + PostgreSQL) and
   `case1_dramatiq` (bare Dramatiq), which this script runs too.
@@ -62,6 +63,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--broker", choices=["redis", "db"], default="redis")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--worker", choices=["worker", "rundramatiq"], default="worker",
+        help="`manage.py worker` (one process each, the default) or `manage.py rundramatiq` (Dramatiq's command "
+        "line: a main process that starts the worker processes)",
+    )  # fmt: skip
     parser.add_argument("--stages", type=int, choices=[1, 3], default=1)
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
@@ -122,8 +128,18 @@ def sql(query: str, *params):
         return cursor.fetchall() if cursor.description else []
 
 
-def worker_command(env: dict, processes: int, threads: int) -> list[str]:
-    """`manage.py rundramatiq`'s command, with the statement counter loaded after Django's setup."""
+def worker_commands(env: dict, kind: str, processes: int, threads: int) -> list[list[str]]:
+    """The worker's command line(s), with the statement counter (bench/sqlcount.py) loaded after Django's setup.
+
+    `worker`: `processes` separate `manage.py worker` processes, as containers would run them.
+    `rundramatiq`: one `manage.py rundramatiq --processes N` (Dramatiq's main process and its N workers).
+    """
+    if kind == "worker":
+        command = [sys.executable, "-c",
+                   "import django; django.setup(); import bench.sqlcount;"
+                   "from django.core.management import call_command;"
+                   f"call_command('worker', '--threads', '{threads}')"]  # fmt: skip
+        return [command] * processes
     modules = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c",
          "from django_dramatiq.management.commands.rundramatiq import Command;"
@@ -131,8 +147,8 @@ def worker_command(env: dict, processes: int, threads: int) -> list[str]:
         cwd=harness.ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True,
     ).stdout.strip().splitlines()[-1].split()  # fmt: skip
     modules.insert(modules.index("django_dramatiq.setup") + 1, "bench.sqlcount")
-    return [sys.executable, "-m", "dramatiq", "--path", ".", "--processes", str(processes), "--threads",
-            str(threads), *modules]  # fmt: skip
+    return [[sys.executable, "-m", "dramatiq", "--path", ".", "--processes", str(processes), "--threads",
+             str(threads), *modules]]  # fmt: skip
 
 
 def one_run(args, run: int) -> dict:
@@ -156,15 +172,19 @@ def one_run(args, run: int) -> dict:
     sql("CHECKPOINT")
 
     counts_dir = tempfile.mkdtemp(prefix="bench-sqlcount-")
-    command = worker_command(env, args.processes, args.threads)
+    commands = worker_commands(env, args.worker, args.processes, args.threads)
     log = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
     load = harness.load_average()
     spawned = time.monotonic()
-    worker = subprocess.Popen(
-        command, cwd=harness.ROOT, env={**os.environ, **env, "BENCH_SQLCOUNT_DIR": counts_dir},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    rss = harness.PeakRss(worker.pid)
+    workers = [
+        subprocess.Popen(
+            command, cwd=harness.ROOT, env={**os.environ, **env, "BENCH_SQLCOUNT_DIR": counts_dir},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        for command in commands
+    ]  # fmt: skip
+    pids = [worker.pid for worker in workers]
+    rss = harness.PeakRss(*pids)
     rss.start()
     first = last = None
     try:
@@ -173,23 +193,25 @@ def one_run(args, run: int) -> dict:
             done = finished(counts_dir)
             now = time.monotonic()
             if first is None and done:
-                first = (now, done, harness.tree_cpu_seconds(worker.pid), harness.postgres_cpu_seconds(),
+                first = (now, done, harness.tree_cpu_seconds(*pids), harness.postgres_cpu_seconds(),
                          xact_commits())  # fmt: skip
             if done >= args.jobs:
-                last = (now, done, harness.tree_cpu_seconds(worker.pid), harness.postgres_cpu_seconds(),
+                last = (now, done, harness.tree_cpu_seconds(*pids), harness.postgres_cpu_seconds(),
                         xact_commits())  # fmt: skip
                 break
-            if worker.poll() is not None or now > deadline:
+            if any(worker.poll() is not None for worker in workers) or now > deadline:
                 raise SystemExit(f"bench: the worker stopped or timed out at {done}/{args.jobs}; log {log.name}")
             time.sleep(0.05)
     finally:
         peak_mb = rss.stop()
-        with suppress(ProcessLookupError):
-            worker.send_signal(signal.SIGTERM)  # the main process only: it stops its workers gracefully
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        for worker in workers:
+            with suppress(ProcessLookupError):
+                worker.send_signal(signal.SIGTERM)  # rundramatiq: the main process only; it stops its workers
+        for worker in workers:
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
     statuses = dict(sql("SELECT status, count(*) FROM jobs_job GROUP BY status"))
     counts = harness.sqlcounts(counts_dir)
     steady_jobs = last[1] - first[1]
@@ -276,7 +298,7 @@ def main() -> int:
     summary = []
     for broker, processes, stages in scenarios(args):
         args.broker, args.processes, args.stages = broker, processes, stages
-        label = f"{broker} broker, {processes} x {args.threads}, {stages} stage(s)"
+        label = f"{broker} broker, {processes} x {args.threads} ({args.worker}), {stages} stage(s)"
         runs = []
         for run in range(1, args.runs + 1):
             result = one_run(args, run)
@@ -286,6 +308,8 @@ def main() -> int:
         for name, anchor in anchors.get(processes, {}).items():
             if anchor.get("process_jobs_per_s"):
                 medians[f"ratio_to_{name}"] = round(medians["drain_jobs_per_s"] / anchor["process_jobs_per_s"], 2)
+            if anchor.get("peak_rss_tree_mb"):
+                medians[f"rss_ratio_to_{name}"] = round(medians["peak_rss_mb"] / anchor["peak_rss_tree_mb"], 2)
         summary.append((label, medians, [r["load_average"] for r in runs]))
     for processes, pair in anchors.items():
         for name, anchor in pair.items():
