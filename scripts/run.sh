@@ -21,7 +21,7 @@ trap stop INT TERM EXIT
 # then stops each one with SIGTERM: the worker's graceful shutdown applies.
 setsid "$PY" manage.py runserver "127.0.0.1:$PORT" --noreload &
 pids+=($!)
-setsid "$PY" manage.py rundramatiq --processes 1 --threads "$THREADS" &
+setsid "$PY" manage.py worker --threads "$THREADS" &
 pids+=($!)
 setsid "$PY" manage.py crontab &
 pids+=($!)

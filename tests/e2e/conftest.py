@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: gunicorn serving the API and a Dramatiq worker."""
+"""Real processes for end-to-end tests: gunicorn serving the API and a worker (`manage.py worker`)."""
 
 import os
 import signal
@@ -100,7 +100,7 @@ def web_server(env: dict, workers: int = 1, threads: int = 4):
 @contextmanager
 def worker(env: dict, threads: int = 2):
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", str(threads)],
+        [sys.executable, "manage.py", "worker", "--threads", str(threads)],
         cwd=ROOT,
         env=env,
     )

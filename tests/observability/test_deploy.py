@@ -70,8 +70,8 @@ def test_web_workers_and_scheduler_share_one_metrics_directory():
         directory = service["environment"]["PROMETHEUS_MULTIPROC_DIR"]
         assert f"metrics:{directory}" in service["volumes"]
         assert service["environment"]["LOG_FORMAT"] == "json"
-    command = SERVICES["worker"]["command"]
-    assert command[command.index("--processes") + 1] == "2"
+    assert SERVICES["worker"]["command"][:3] == ["python", "manage.py", "worker"]
+    assert SERVICES["worker"]["deploy"]["replicas"] == 2
     assert "gunicorn.conf.py" in (ROOT / "Dockerfile").read_text()
 
 
