@@ -280,6 +280,12 @@ def test_safe_request_times_out_on_a_slow_server(private_allowed, httpserver, ba
         safe_request("GET", base_url + "/slow", timeout=0.1)
 
     assert time.monotonic() - started < 0.3
+    # The server answers after the client gave up: wait for it, so that its late log entry
+    # belongs to this test and not to the next one that shares the server.
+    deadline = time.monotonic() + 5
+    while not httpserver.log and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(httpserver.log) == 1
 
 
 def test_safe_request_raises_connection_error_for_a_closed_port(private_allowed):
