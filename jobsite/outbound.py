@@ -12,16 +12,17 @@ to again, so a DNS answer that changes between the check and the connection
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+if TYPE_CHECKING:
+    import requests
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -119,34 +120,41 @@ def _refuse_private_peer(sock: socket.socket) -> None:
         raise UnsafeURL(f"Refused to talk to {address}, which is not a public address.")
 
 
-class _PublicHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _refuse_private_peer(sock)
-        return sock
+@functools.cache
+def _public_only_adapter_class() -> type:
+    """The requests adapter that checks the address each new connection actually reached, before a byte is sent.
 
+    Built on first use: requests and urllib3 (about 3 MB) load only in
+    processes that send a request, not in every worker and web process.
+    """
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-class _PublicHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _refuse_private_peer(sock)
-        return sock
+    class PublicHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            _refuse_private_peer(sock)
+            return sock
 
+    class PublicHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            _refuse_private_peer(sock)
+            return sock
 
-class _PublicHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _PublicHTTPConnection
+    class PublicHTTPPool(HTTPConnectionPool):
+        ConnectionCls = PublicHTTPConnection
 
+    class PublicHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = PublicHTTPSConnection
 
-class _PublicHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _PublicHTTPSConnection
+    class PublicOnlyAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": PublicHTTPPool, "https": PublicHTTPSPool}
 
-
-class _PublicOnlyAdapter(HTTPAdapter):
-    """Checks the address each new connection actually reached, before a byte of the request is sent."""
-
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
+    return PublicOnlyAdapter
 
 
 def safe_request(
@@ -171,6 +179,8 @@ def safe_request(
     environment must not go to a URL a user chose. Other keyword arguments go to
     :meth:`requests.Session.request`.
     """
+    import requests
+
     if allow_private is None:
         allow_private = settings.ALLOW_PRIVATE_NETWORK_URLS
     check_url(url, allow_private=allow_private)
@@ -178,8 +188,9 @@ def safe_request(
     with requests.Session() as session:
         session.trust_env = False
         if not allow_private:
-            session.mount("http://", _PublicOnlyAdapter())
-            session.mount("https://", _PublicOnlyAdapter())
+            adapter = _public_only_adapter_class()
+            session.mount("http://", adapter())
+            session.mount("https://", adapter())
         response = session.request(method, url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
         with response:
             declared = response.headers.get("Content-Length", "")

@@ -7,15 +7,16 @@ import json
 import re
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import requests
 
 from jobsite.outbound import safe_request
 
 from .registry import StageContext, stage
 from .secrets import SECRET_REFERENCE_SCHEMA, is_secret_reference, resolve_secret, scrub_secrets
+
+if TYPE_CHECKING:
+    import requests
 
 
 class StageCancelled(Exception):
@@ -512,6 +513,8 @@ def _send(ctx: StageContext, secrets: dict[str, str]) -> dict:
     else:
         shown = urlunsplit(urlsplit(url)._replace(query="", fragment=""))
     timeout = float(params.get("timeout_s", 10))
+    import requests  # here, not at import: only processes that run this stage load it
+
     try:
         response = safe_request(method, url, timeout=timeout, headers=headers, data=data)
     except requests.Timeout:

@@ -13,7 +13,6 @@ import re
 import time
 from dataclasses import dataclass
 
-import requests
 from django.conf import settings
 
 from jobsite.outbound import UnsafeURL, safe_request
@@ -42,6 +41,8 @@ def _text(data: bytes) -> str:
 
 def post(url: str, *, body: str, headers: dict[str, str]) -> AttemptResult:
     """POST `body` (JSON) to `url` with `headers`; never raises for anything the receiver does."""
+    import requests  # here, not at import: a process that never delivers never loads it
+
     started = time.monotonic()
     status_code, excerpt, error = None, "", ""
     try:
