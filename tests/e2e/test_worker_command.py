@@ -110,3 +110,31 @@ def test_an_unknown_queue_is_refused_before_the_worker_starts(env):
     assert proc.returncode == 1
     assert "No actor uses the queue(s) no-such-queue." in output
     assert "Worker ready" not in output
+
+
+# Modules only the web side needs (the API's serializers and schema, YAML and highlighting that
+# REST framework pulls in), or only a process that sends HTTP requests or signs deliveries: a
+# worker loads them on first use, not at start (about 20 MB of its memory).
+WEB_OR_ON_DEMAND = [
+    "cryptography.fernet",
+    "requests",
+    "urllib3",
+    "drf_spectacular.plumbing",
+    "rest_framework.serializers",
+    "rest_framework.pagination",
+    "yaml",
+    "pygments",
+]
+
+
+def test_a_starting_worker_does_not_import_what_only_the_web_or_an_outbound_request_needs():
+    script = (
+        "import json, sys, django; django.setup();"
+        "from django.conf import settings; from django.utils.module_loading import autodiscover_modules;"
+        "autodiscover_modules(*settings.DRAMATIQ_AUTODISCOVER_MODULES);"
+        f"print(json.dumps([m for m in {WEB_OR_ON_DEMAND!r} if m in sys.modules]))"
+    )
+    env = child_env(DATABASE_URL=database_url(), DRAMATIQ_BROKER_URL="db")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
