@@ -83,7 +83,7 @@ def main() -> int:
 
     pipeline_ensure(name=PIPELINE, config=CONFIG)
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
+        [sys.executable, "manage.py", "worker", "--threads", "8"],
         cwd=harness.ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     figures: dict[str, list[tuple[float, float, float]]] = {"idle": [], "50 jobs/s": []}

@@ -93,7 +93,7 @@ def main():
             return status == "processing", claims
 
         timings = []
-        worker = spawn(env, [python, "manage.py", "rundramatiq", "-p", "1", "-t", "2"], log)
+        worker = spawn(env, [python, "manage.py", "worker", "--threads", "2"], log)
         try:
             for trial in range(1, args.trials + 1):
                 job = requests.post(
@@ -103,7 +103,7 @@ def main():
                 os.killpg(worker.pid, signal.SIGKILL)
                 killed = time.monotonic()
                 worker.wait()
-                worker = spawn(env, [python, "manage.py", "rundramatiq", "-p", "1", "-t", "2"], log)
+                worker = spawn(env, [python, "manage.py", "worker", "--threads", "2"], log)
                 wait(lambda j=job["job_id"]: starts(j) == (True, 2), 180, "the job to run again")
                 timings.append(time.monotonic() - killed)
                 print(f"trial {trial}: worker killed -> job running again in {timings[-1]:.1f} s")

@@ -1,4 +1,4 @@
-"""The worker's CPU per job: a real `rundramatiq` drains N one-stage `echo` jobs; its CPU time is read with psutil.
+"""The worker's CPU per job: a real `manage.py worker` drains N one-stage `echo` jobs; its CPU time is read with psutil.
 
 Run by hand, never in CI, in a benchmark database of its own::
 
@@ -61,7 +61,7 @@ def one_run(jobs: int, threads: int) -> float:
     log = open(os.devnull, "wb")  # noqa: SIM115
     started_at = time.time()
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", str(threads)],
+        [sys.executable, "manage.py", "worker", "--threads", str(threads)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
