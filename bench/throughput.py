@@ -137,8 +137,8 @@ def worker_commands(env: dict, kind: str, processes: int, threads: int) -> list[
     if kind == "worker":
         command = [sys.executable, "-c",
                    "import django; django.setup(); import bench.sqlcount;"
-                   "from django.core.management import call_command;"
-                   f"call_command('worker', '--threads', '{threads}')"]  # fmt: skip
+                   "from django.core.management import execute_from_command_line;"
+                   f"execute_from_command_line(['manage.py', 'worker', '--threads', '{threads}'])"]  # fmt: skip
         return [command] * processes
     modules = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c",

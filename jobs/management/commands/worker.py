@@ -6,7 +6,12 @@ their logs: one more Python process (about 25 MB) per worker. This command runs
 the worker itself, which suits a container or a systemd unit (they restart a
 worker that dies and scale by running more of them): SIGTERM or SIGINT stops
 taking messages, lets running stages finish (JOB_SHUTDOWN_GRACE_SECONDS, then
-they are handed back) and exits 0; a second signal exits at once.
+they are handed back) and exits 0; a second signal exits at once. SIGHUP (a
+closed terminal) stops it as SIGTERM does.
+
+It runs no system checks, as Dramatiq's worker processes never did: the URL
+check would import the URLconf, and with it the API's serializers, the OpenAPI
+machinery and requests, about 20 MB that a worker never uses.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ from dramatiq.errors import BrokerConnectionError
 logger = logging.getLogger("jobs.worker")
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 class Command(BaseCommand):
     help = "Run a Dramatiq worker (THREADS threads) in this process until SIGTERM or SIGINT."
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--threads", "-t", type=int, default=8, help="worker threads (default 8)")
@@ -43,15 +52,6 @@ class Command(BaseCommand):
     def handle(self, *args, threads: int, queues: list[str] | None, shutdown_timeout: float, **options):
         if threads < 1:
             raise CommandError("--threads must be at least 1.")
-        broker = dramatiq.get_broker()
-        broker.emit_after("process_boot")
-        # The actors' modules, as `rundramatiq` finds them (DRAMATIQ_AUTODISCOVER_MODULES of every app).
-        autodiscover_modules(*settings.DRAMATIQ_AUTODISCOVER_MODULES)
-        if queues:
-            unknown = sorted(set(queues) - broker.get_declared_queues())
-            if unknown:
-                raise CommandError(f"No actor uses the queue(s) {', '.join(unknown)}.")
-
         stopping = threading.Event()
 
         def stop(signum, frame):
@@ -61,8 +61,19 @@ class Command(BaseCommand):
             logger.info("Stopping: no new messages; waiting for the running jobs.")
             stopping.set()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        # Before anything else, so that a signal during start-up stops the worker too.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, stop)
+        broker = dramatiq.get_broker()
+        broker.emit_after("process_boot")
+        # The actors' modules, as `rundramatiq` finds them (DRAMATIQ_AUTODISCOVER_MODULES of every app).
+        autodiscover_modules(*settings.DRAMATIQ_AUTODISCOVER_MODULES)
+        if queues:
+            unknown = sorted(set(queues) - broker.get_declared_queues())
+            if unknown:
+                raise CommandError(f"No actor uses the queue(s) {', '.join(unknown)}.")
+        if stopping.is_set():
+            return
         worker = dramatiq.Worker(broker, queues=set(queues) if queues else None, worker_threads=threads)
         try:
             worker.start()
