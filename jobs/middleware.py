@@ -119,17 +119,19 @@ class JobHeartbeat(Middleware):
         from jobs.workers import worker_beat
 
         try:
-            worker_beat(queues=self._queues(broker), threads=getattr(worker, "worker_threads", 0))
+            worker_beat(queues=self._queues(broker, worker), threads=getattr(worker, "worker_threads", 0))
         except Exception:
             logger.exception("Could not register the worker")
         finally:
             connection.close()
 
-    def _queues(self, broker) -> list[str]:
-        return sorted(q for q in broker.get_declared_queues() if not q.endswith(".DQ"))
+    def _queues(self, broker, worker) -> list[str]:
+        """The queues this worker takes messages from: all declared, or those it was limited to (`--queues`)."""
+        only = getattr(worker, "consumer_whitelist", None)
+        return sorted(q for q in broker.get_declared_queues() if not q.endswith(".DQ") and (not only or q in only))
 
     def after_worker_boot(self, broker, worker):
-        self.queues = self._queues(broker)
+        self.queues = self._queues(broker, worker)
         self.threads = getattr(worker, "worker_threads", 0)
         self.stopping.clear()
         self.thread = threading.Thread(target=self._run, name="jobsite-heartbeat", daemon=True)

@@ -372,3 +372,15 @@ def test_a_worker_registers_before_it_takes_any_message():
 
     registered = WorkerProcess.objects.get(worker_id=process_id())
     assert registered.threads == 3 and registered.stopped_at is None
+    assert set(registered.queues) >= {"jobs", "jobs.high", "jobs.urgent", "webhooks"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_limited_to_some_queues_registers_only_those():
+    """Readiness counts a queue as served by the workers registered for it: a webhooks-only worker must not count."""
+    broker = dramatiq.get_broker()
+    worker = dramatiq.Worker(broker, queues={"webhooks"}, worker_threads=2)
+
+    JobHeartbeat(interval=60).before_worker_boot(broker, worker)
+
+    assert WorkerProcess.objects.get(worker_id=process_id()).queues == ["webhooks"]
